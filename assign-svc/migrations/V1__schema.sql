@@ -1,0 +1,1 @@
+COMMENT ON SCHEMA assign IS 'assign-svc: floor plans, reservations and reassign jobs';

@@ -1,0 +1,12 @@
+//! The `assign-svc` binary: parse settings, run the service until SIGTERM.
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    let settings: assign_svc::Settings = platform::settings::parse();
+    let common = settings.common.clone();
+    let listen_addr = settings.listen_addr;
+    platform::service::run_binary("assign-svc", &common, listen_addr, |listener, shutdown| {
+        assign_svc::run(settings, listener, shutdown)
+    })
+    .await
+}

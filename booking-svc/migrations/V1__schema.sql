@@ -1,0 +1,1 @@
+COMMENT ON SCHEMA booking IS 'booking-svc: bookings, history, outbox and reassign jobs';

@@ -1,0 +1,1 @@
+COMMENT ON SCHEMA notify IS 'notify-svc: the email ledger';

@@ -1,0 +1,211 @@
+//! The PostgreSQL pool, per-service schema migrations, and database-driven health.
+//!
+//! A service owns one schema and migrates it at start-up with refinery (its history
+//! table lives in that schema, so services sharing a database never see each other's
+//! migrations; an advisory lock serialises replicas). The database may be down at start:
+//! [`Database::migrate_until_ready`] retries with backoff while health reports
+//! `NOT_SERVING`, and requests get `UNAVAILABLE` until then. This module never holds a
+//! domain query.
+
+use crate::{backoff::Backoff, grpc::Health};
+use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod, Runtime};
+use std::{
+    str::FromStr,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::Duration,
+};
+use tokio_postgres::{NoTls, error::SqlState};
+use tokio_util::sync::CancellationToken;
+
+/// Why the database could not serve a request.
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    /// The schema is not migrated yet (the database has not answered since start-up).
+    #[error("the database is not ready yet")]
+    NotReady,
+    /// No connection could be had in time.
+    #[error("no database connection: {0}")]
+    Pool(#[from] deadpool_postgres::PoolError),
+    /// A statement failed.
+    #[error("database error: {0}")]
+    Query(#[from] tokio_postgres::Error),
+}
+
+impl DbError {
+    /// Whether retrying later may succeed (connection trouble, restarts, serialization
+    /// conflicts) rather than a bug.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            DbError::NotReady | DbError::Pool(_) => true,
+            DbError::Query(error) => match error.code() {
+                None => true,
+                Some(code) => {
+                    let class = &code.code()[..2];
+                    class == "08"
+                        || class == "57"
+                        || class == "53"
+                        || *code == SqlState::T_R_SERIALIZATION_FAILURE
+                        || *code == SqlState::T_R_DEADLOCK_DETECTED
+                        || *code == SqlState::LOCK_NOT_AVAILABLE
+                        || *code == SqlState::QUERY_CANCELED
+                }
+            },
+        }
+    }
+
+    /// The SQLSTATE of a failed statement.
+    pub fn sql_state(&self) -> Option<&SqlState> {
+        match self {
+            DbError::Query(error) => error.code(),
+            _ => None,
+        }
+    }
+
+    /// The status a client sees: `UNAVAILABLE` for transient trouble (retry later),
+    /// `INTERNAL` otherwise. The cause goes to the log, not to the client.
+    pub fn to_status(&self) -> tonic::Status {
+        let trace = crate::telemetry::current_trace_id().unwrap_or_default();
+        if self.is_transient() {
+            tracing::warn!(error = %self, trace_id = %trace, "database unavailable");
+            tonic::Status::unavailable("database unavailable, retry later")
+        } else {
+            tracing::error!(error = %self, trace_id = %trace, "database error");
+            tonic::Status::internal(format!("internal error (trace {trace})"))
+        }
+    }
+}
+
+impl From<DbError> for tonic::Status {
+    fn from(error: DbError) -> Self {
+        error.to_status()
+    }
+}
+
+/// A pool plus the readiness of the service's schema.
+#[derive(Clone)]
+pub struct Database {
+    pool: Pool,
+    ready: Arc<AtomicBool>,
+}
+
+impl Database {
+    /// A lazily connecting pool of at most `max_size` connections to `url`. Fails only
+    /// for a malformed URL.
+    pub fn connect_lazy(url: &str, max_size: usize) -> anyhow::Result<Self> {
+        let mut config = tokio_postgres::Config::from_str(url)?;
+        config.connect_timeout(Duration::from_secs(3));
+        if config.get_application_name().is_none() {
+            config.application_name(env!("CARGO_PKG_NAME"));
+        }
+        let manager = Manager::from_config(config, NoTls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
+        let pool = Pool::builder(manager)
+            .max_size(max_size)
+            .runtime(Runtime::Tokio1)
+            .wait_timeout(Some(Duration::from_secs(5)))
+            .create_timeout(Some(Duration::from_secs(3)))
+            .recycle_timeout(Some(Duration::from_secs(2)))
+            .build()?;
+        Ok(Self { pool, ready: Arc::new(AtomicBool::new(false)) })
+    }
+
+    /// Whether the schema has been migrated.
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::Acquire)
+    }
+
+    /// A connection, or why none can be had; `NotReady` before the migration finished.
+    pub async fn client(&self) -> Result<Object, DbError> {
+        if !self.is_ready() {
+            return Err(DbError::NotReady);
+        }
+        Ok(self.pool.get().await?)
+    }
+
+    /// A connection even before migrations ran (for the migration itself and probes).
+    pub async fn raw_client(&self) -> Result<Object, DbError> {
+        Ok(self.pool.get().await?)
+    }
+
+    /// Creates `schema`, runs the service's migrations with their history table inside
+    /// it, holding an advisory lock so concurrent replicas migrate one at a time.
+    pub async fn migrate(&self, schema: &str, mut runner: refinery::Runner) -> anyhow::Result<()> {
+        let mut client = self.raw_client().await?;
+        let lock_key = format!("migrate:{schema}");
+        client.execute("SELECT pg_advisory_lock(hashtext($1))", &[&lock_key]).await?;
+        let result = async {
+            client.batch_execute(&format!("CREATE SCHEMA IF NOT EXISTS {schema}")).await?;
+            let client: &mut tokio_postgres::Client = &mut client;
+            runner.set_migration_table_name(format!("{schema}.refinery_schema_history")).run_async(client).await?;
+            anyhow::Ok(())
+        }
+        .await;
+        client.execute("SELECT pg_advisory_unlock(hashtext($1))", &[&lock_key]).await?;
+        result
+    }
+
+    /// Retries [`Database::migrate`] with capped backoff until it succeeds (then the
+    /// database is ready) or `shutdown` is cancelled (then it returns false).
+    pub async fn migrate_until_ready(
+        &self,
+        schema: &str,
+        runner: impl Fn() -> refinery::Runner,
+        shutdown: &CancellationToken,
+    ) -> bool {
+        let backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(5));
+        let mut attempt = 0;
+        loop {
+            match self.migrate(schema, runner()).await {
+                Ok(()) => {
+                    self.ready.store(true, Ordering::Release);
+                    tracing::info!(schema, "database schema migrated; ready");
+                    return true;
+                }
+                Err(error) => {
+                    attempt += 1;
+                    let delay = backoff.delay(attempt);
+                    tracing::warn!(schema, attempt, retry_in = ?delay, error = %error, "database not ready");
+                    tokio::select! {
+                        _ = tokio::time::sleep(delay) => {}
+                        _ = shutdown.cancelled() => return false,
+                    }
+                }
+            }
+        }
+    }
+
+    /// Whether the database answers a trivial query within two seconds.
+    pub async fn ping(&self) -> bool {
+        let probe = async {
+            let client = self.raw_client().await?;
+            client.simple_query("SELECT 1").await?;
+            Ok::<_, DbError>(())
+        };
+        matches!(tokio::time::timeout(Duration::from_secs(2), probe).await, Ok(Ok(())))
+    }
+
+    /// Keeps `health` in step with the database every `interval` until `shutdown`:
+    /// `SERVING` only while the schema is migrated and the database answers.
+    pub async fn report_health(&self, health: Health, interval: Duration, shutdown: CancellationToken) {
+        let mut serving = None;
+        loop {
+            let now_serving = self.is_ready() && self.ping().await;
+            if serving != Some(now_serving) {
+                health.set_serving(now_serving).await;
+                if now_serving {
+                    tracing::info!("health: SERVING");
+                } else {
+                    tracing::warn!("health: NOT_SERVING (database unreachable or not migrated)");
+                }
+                serving = Some(now_serving);
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(interval) => {}
+                _ = shutdown.cancelled() => break,
+            }
+        }
+        health.set_serving(false).await;
+    }
+}

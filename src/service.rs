@@ -1,0 +1,101 @@
+//! The life of a service process: telemetry, listener, signals, migrations, health,
+//! background workers and graceful shutdown, in the same order for all three services.
+//!
+//! A service crate supplies its routes, schema, migrations and workers; it never
+//! re-implements start-up or shutdown.
+
+use crate::{
+    db::Database,
+    grpc::GrpcServer,
+    settings::CommonSettings,
+    shutdown, telemetry,
+};
+use std::{future::Future, net::SocketAddr, process::ExitCode, time::Duration};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+/// How often health re-checks the database.
+pub const HEALTH_INTERVAL: Duration = Duration::from_millis(500);
+
+/// Runs a service binary: telemetry, bind `listen_addr`, run until SIGTERM/SIGINT, flush.
+/// A listener that cannot bind stops the binary with one line naming `LISTEN_ADDR`.
+pub async fn run_binary<F, Fut>(
+    name: &'static str,
+    common: &CommonSettings,
+    listen_addr: SocketAddr,
+    run: F,
+) -> ExitCode
+where
+    F: FnOnce(TcpListener, CancellationToken) -> Fut,
+    Fut: Future<Output = anyhow::Result<()>>,
+{
+    let telemetry = match telemetry::init(common, name) {
+        Ok(telemetry) => telemetry,
+        Err(error) => {
+            eprintln!("error: cannot set up telemetry (RUST_LOG, LOG_FORMAT, OTEL_*): {error}");
+            return ExitCode::from(2);
+        }
+    };
+    let listener = match TcpListener::bind(listen_addr).await {
+        Ok(listener) => listener,
+        Err(error) => {
+            eprintln!("error: cannot listen on '{listen_addr}' for '--listen-addr <LISTEN_ADDR>': {error}");
+            return ExitCode::from(2);
+        }
+    };
+    tracing::info!(service = name, addr = %listen_addr, "listening");
+    let shutdown = shutdown::on_signal();
+    let result = run(listener, shutdown).await;
+    let code = match &result {
+        Ok(()) => {
+            tracing::info!(service = name, "stopped");
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            tracing::error!(service = name, error = %error, "stopped with an error");
+            ExitCode::FAILURE
+        }
+    };
+    telemetry.shutdown();
+    code
+}
+
+/// What one service brings to [`serve`].
+pub struct ServiceParts<W> {
+    /// The server with the service's routes added.
+    pub server: GrpcServer,
+    /// Its database.
+    pub database: Database,
+    /// Its schema (`booking`, `assign` or `notify`).
+    pub schema: &'static str,
+    /// Its embedded migrations.
+    pub migrations: fn() -> refinery::Runner,
+    /// Background work started once the schema is migrated; must return soon after the
+    /// shutdown token is cancelled.
+    pub workers: W,
+}
+
+/// Serves until `shutdown`: answers at once (health `NOT_SERVING`), migrates the schema
+/// with retries, then starts the workers and reports `SERVING` while the database answers.
+/// On shutdown, stops accepting calls, drains in-flight ones and waits for the workers to
+/// finish their current item (bounded by the grace period).
+pub async fn serve<W>(parts: ServiceParts<W>, common: &CommonSettings, listener: TcpListener, shutdown: CancellationToken) -> anyhow::Result<()>
+where
+    W: Future<Output = ()> + Send + 'static,
+{
+    let ServiceParts { server, database, schema, migrations, workers } = parts;
+    let health = server.health().await;
+    let background_shutdown = shutdown.clone();
+    let background = tokio::spawn(async move {
+        if !database.migrate_until_ready(schema, migrations, &background_shutdown).await {
+            return;
+        }
+        tokio::join!(workers, database.report_health(health, HEALTH_INTERVAL, background_shutdown.clone()));
+    });
+    let served = server.serve(listener, shutdown.clone()).await;
+    shutdown.cancel();
+    if tokio::time::timeout(common.shutdown_grace(), background).await.is_err() {
+        tracing::warn!("background workers did not stop within the grace period");
+    }
+    served
+}

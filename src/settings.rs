@@ -1,0 +1,204 @@
+//! Settings every binary shares, read from flags and the environment (clap with `env`).
+//!
+//! Owns parsing and validation of shared values only; a wrong value stops the binary
+//! with one line naming the setting ([`parse`]). Service-specific settings live in each
+//! service crate and flatten [`CommonSettings`] in.
+
+use clap::{Args, Parser, ValueEnum};
+use std::{str::FromStr, time::Duration};
+
+/// Log line format.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable, coloured when on a terminal.
+    Pretty,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Settings shared by booking-svc, assign-svc and notify-svc.
+#[derive(Clone, Debug, Args)]
+pub struct CommonSettings {
+    /// PostgreSQL connection URL; the service migrates its own schema in it at start-up.
+    #[arg(
+        long = "database-url",
+        env = "DATABASE_URL",
+        value_name = "DATABASE_URL",
+        default_value = "postgres://postgres@127.0.0.1:5432/postgres",
+        value_parser = parse_database_url
+    )]
+    pub database_url: String,
+
+    /// Log filter (tracing EnvFilter syntax, e.g. `info,booking_svc=debug`).
+    #[arg(long = "log", env = "RUST_LOG", value_name = "RUST_LOG", default_value = "info", value_parser = parse_log_filter)]
+    pub rust_log: String,
+
+    /// Log format.
+    #[arg(long = "log-format", env = "LOG_FORMAT", value_name = "LOG_FORMAT", value_enum, default_value = "pretty")]
+    pub log_format: LogFormat,
+
+    /// OTLP/gRPC collector endpoint for traces and metrics (e.g. `http://127.0.0.1:4317`);
+    /// unset: nothing is exported.
+    #[arg(
+        long = "otel-exporter-otlp-endpoint",
+        env = "OTEL_EXPORTER_OTLP_ENDPOINT",
+        value_name = "OTEL_EXPORTER_OTLP_ENDPOINT",
+        value_parser = parse_http_url
+    )]
+    pub otel_endpoint: Option<String>,
+
+    /// `service.name` reported in traces and metrics; default: the binary's name.
+    #[arg(long = "otel-service-name", env = "OTEL_SERVICE_NAME", value_name = "OTEL_SERVICE_NAME")]
+    pub otel_service_name: Option<String>,
+
+    /// Largest number of PostgreSQL connections this process opens.
+    #[arg(long = "db-pool-size", env = "DB_POOL_SIZE", value_name = "DB_POOL_SIZE", default_value_t = 8,
+          value_parser = clap::value_parser!(u16).range(1..=256))]
+    pub db_pool_size: u16,
+
+    /// Server-side limit for one call, in milliseconds (a shorter client deadline wins).
+    #[arg(long = "request-timeout-ms", env = "REQUEST_TIMEOUT_MS", value_name = "REQUEST_TIMEOUT_MS", default_value_t = 30_000,
+          value_parser = clap::value_parser!(u64).range(1..=3_600_000))]
+    pub request_timeout_ms: u64,
+
+    /// Calls served at once by this process; more wait, and are shed when none can wait.
+    #[arg(long = "max-concurrent-requests", env = "MAX_CONCURRENT_REQUESTS", value_name = "MAX_CONCURRENT_REQUESTS",
+          default_value_t = 512, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub max_concurrent_requests: u32,
+
+    /// Largest request message accepted, in bytes.
+    #[arg(long = "max-message-bytes", env = "MAX_MESSAGE_BYTES", value_name = "MAX_MESSAGE_BYTES", default_value_t = 1 << 20,
+          value_parser = clap::value_parser!(u32).range(1024..=64 << 20))]
+    pub max_message_bytes: u32,
+
+    /// On SIGTERM, how long in-flight calls may take to finish, in milliseconds.
+    #[arg(long = "shutdown-grace-ms", env = "SHUTDOWN_GRACE_MS", value_name = "SHUTDOWN_GRACE_MS", default_value_t = 10_000,
+          value_parser = clap::value_parser!(u64).range(0..=600_000))]
+    pub shutdown_grace_ms: u64,
+}
+
+impl CommonSettings {
+    /// Defaults, as if no flag and no variable were given (for tests and embedding).
+    pub fn with_database_url(database_url: impl Into<String>) -> Self {
+        #[derive(Parser)]
+        struct Only {
+            #[command(flatten)]
+            common: CommonSettings,
+        }
+        let mut common = Only::parse_from(["service"]).common;
+        common.database_url = database_url.into();
+        common
+    }
+
+    /// Server-side limit for one call.
+    pub fn request_timeout(&self) -> Duration {
+        Duration::from_millis(self.request_timeout_ms)
+    }
+
+    /// Grace period for in-flight calls on shutdown.
+    pub fn shutdown_grace(&self) -> Duration {
+        Duration::from_millis(self.shutdown_grace_ms)
+    }
+}
+
+/// Parses flags and environment into `T`. `--help` and `--version` print and exit 0; a
+/// wrong value prints one line naming the setting and exits with status 2.
+pub fn parse<T: Parser>() -> T {
+    parse_from(std::env::args_os())
+}
+
+/// [`parse`] over explicit arguments.
+pub fn parse_from<T: Parser, I, A>(args: I) -> T
+where
+    I: IntoIterator<Item = A>,
+    A: Into<std::ffi::OsString> + Clone,
+{
+    match T::try_parse_from(args) {
+        Ok(settings) => settings,
+        Err(error) => {
+            use clap::error::ErrorKind;
+            if matches!(error.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) {
+                error.exit();
+            }
+            eprintln!("{}", one_line(&error.to_string()));
+            std::process::exit(2);
+        }
+    }
+}
+
+/// The first line of clap's message, which names the flag and its variable.
+fn one_line(message: &str) -> String {
+    message.lines().find(|line| !line.trim().is_empty()).unwrap_or("error: invalid settings").trim().to_string()
+}
+
+fn parse_database_url(value: &str) -> Result<String, String> {
+    tokio_postgres::Config::from_str(value)
+        .map(|_| value.to_string())
+        .map_err(|e| format!("not a PostgreSQL URL ({e})"))
+}
+
+fn parse_log_filter(value: &str) -> Result<String, String> {
+    tracing_subscriber::EnvFilter::try_new(value)
+        .map(|_| value.to_string())
+        .map_err(|e| format!("not a log filter ({e})"))
+}
+
+/// Accepts an `http://` or `https://` URL with a host.
+pub fn parse_http_url(value: &str) -> Result<String, String> {
+    let uri: http::Uri = value.parse().map_err(|e| format!("not a URL ({e})"))?;
+    match (uri.scheme_str(), uri.host()) {
+        (Some("http" | "https"), Some(_)) => Ok(value.to_string()),
+        _ => Err("expected http://host:port or https://host:port".to_string()),
+    }
+}
+
+/// Accepts `true` or `false` (and `1`/`0`, `yes`/`no`, `on`/`off`).
+pub fn parse_bool(value: &str) -> Result<bool, String> {
+    match value.to_ascii_lowercase().as_str() {
+        "true" | "1" | "yes" | "on" => Ok(true),
+        "false" | "0" | "no" | "off" => Ok(false),
+        _ => Err("expected true or false".to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Parser, Debug)]
+    struct Probe {
+        #[command(flatten)]
+        common: CommonSettings,
+    }
+
+    #[test]
+    fn defaults_match_the_contract() {
+        let common = CommonSettings::with_database_url("postgres://x@h/db");
+        assert_eq!(common.database_url, "postgres://x@h/db");
+        let probe = Probe::try_parse_from(["svc"]).expect("defaults parse");
+        assert_eq!(probe.common.rust_log, "info");
+        assert_eq!(probe.common.log_format, LogFormat::Pretty);
+        assert_eq!(probe.common.otel_endpoint, None);
+    }
+
+    #[test]
+    fn wrong_values_name_the_setting_in_one_line() {
+        for (flag, value, name) in [
+            ("--database-url", "mysql:/nope", "DATABASE_URL"),
+            ("--log-format", "xml", "LOG_FORMAT"),
+            ("--otel-exporter-otlp-endpoint", "localhost", "OTEL_EXPORTER_OTLP_ENDPOINT"),
+            ("--db-pool-size", "0", "DB_POOL_SIZE"),
+        ] {
+            let error = Probe::try_parse_from(["svc", flag, value]).expect_err(flag);
+            let line = one_line(&error.to_string());
+            assert!(line.contains(name) && line.contains(flag), "{line}");
+        }
+    }
+
+    #[test]
+    fn booleans() {
+        assert_eq!(parse_bool("TRUE"), Ok(true));
+        assert_eq!(parse_bool("off"), Ok(false));
+        assert!(parse_bool("maybe").is_err());
+    }
+}

@@ -1,0 +1,137 @@
+//! Logs, traces and metrics: the tracing subscriber (`RUST_LOG`, `LOG_FORMAT`), the
+//! OpenTelemetry tracer and meter providers exporting over OTLP/gRPC when an endpoint is
+//! set, and W3C trace-context helpers for work that outlives a request.
+//!
+//! It never decides what is traced: services open spans, the gRPC layers in
+//! [`crate::grpc`] open one per call. Export failures are never logged back into the
+//! exporting layer (that would feed itself).
+
+use crate::settings::{CommonSettings, LogFormat};
+use opentelemetry::{
+    KeyValue, global,
+    propagation::TextMapPropagator,
+    trace::{TraceContextExt, TracerProvider as _},
+};
+use opentelemetry_otlp::WithExportConfig;
+use opentelemetry_sdk::{
+    Resource, metrics::SdkMeterProvider, propagation::TraceContextPropagator, trace::SdkTracerProvider,
+};
+use std::{collections::HashMap, time::Duration};
+use tracing_opentelemetry::OpenTelemetrySpanExt;
+use tracing_subscriber::{EnvFilter, Layer, layer::SubscriberExt, util::SubscriberInitExt};
+
+/// Targets whose events never go to the OpenTelemetry layer: the exporter's own
+/// transport would otherwise trace its own exports.
+const NOT_EXPORTED: &str = "opentelemetry=off,opentelemetry_sdk=off,opentelemetry_otlp=off,tonic=off,h2=off,hyper=off,hyper_util=off,tower=off";
+
+/// Flushes and stops the providers when dropped (or on [`Telemetry::shutdown`]).
+#[must_use = "dropping the guard stops exporting"]
+pub struct Telemetry {
+    tracer: Option<SdkTracerProvider>,
+    meter: Option<SdkMeterProvider>,
+}
+
+impl Telemetry {
+    /// Exports what is buffered and stops the providers.
+    pub fn shutdown(mut self) {
+        self.stop();
+    }
+
+    fn stop(&mut self) {
+        if let Some(tracer) = self.tracer.take() {
+            if let Err(error) = tracer.shutdown_with_timeout(Duration::from_secs(5)) {
+                eprintln!("trace export did not flush: {error}");
+            }
+        }
+        if let Some(meter) = self.meter.take() {
+            if let Err(error) = meter.shutdown() {
+                eprintln!("metric export did not flush: {error}");
+            }
+        }
+    }
+}
+
+impl Drop for Telemetry {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// Installs the global subscriber and, with an OTLP endpoint, the tracer and meter
+/// providers. Must run inside a Tokio runtime. The W3C trace-context propagator is set in
+/// any case, so context crosses services even when this one does not export.
+pub fn init(settings: &CommonSettings, default_service_name: &str) -> anyhow::Result<Telemetry> {
+    global::set_text_map_propagator(TraceContextPropagator::new());
+    let service_name = settings.otel_service_name.clone().unwrap_or_else(|| default_service_name.to_string());
+    let filter = EnvFilter::try_new(&settings.rust_log)?;
+    let fmt = match settings.log_format {
+        LogFormat::Pretty => tracing_subscriber::fmt::layer().with_target(true).boxed(),
+        LogFormat::Json => tracing_subscriber::fmt::layer().json().flatten_event(true).with_current_span(true).boxed(),
+    }
+    .with_filter(filter);
+
+    let mut telemetry = Telemetry { tracer: None, meter: None };
+    let otel_layer = match &settings.otel_endpoint {
+        Some(endpoint) => {
+            let resource = Resource::builder()
+                .with_service_name(service_name.clone())
+                .with_attribute(KeyValue::new("service.version", env!("CARGO_PKG_VERSION")))
+                .build();
+            let spans = opentelemetry_otlp::SpanExporter::builder()
+                .with_tonic()
+                .with_endpoint(endpoint.clone())
+                .with_timeout(Duration::from_secs(5))
+                .build()?;
+            let tracer_provider =
+                SdkTracerProvider::builder().with_resource(resource.clone()).with_batch_exporter(spans).build();
+            let metrics = opentelemetry_otlp::MetricExporter::builder()
+                .with_tonic()
+                .with_endpoint(endpoint.clone())
+                .with_timeout(Duration::from_secs(5))
+                .build()?;
+            let reader = opentelemetry_sdk::metrics::PeriodicReader::builder(metrics)
+                .with_interval(Duration::from_secs(10))
+                .build();
+            let meter_provider = SdkMeterProvider::builder().with_resource(resource).with_reader(reader).build();
+            global::set_meter_provider(meter_provider.clone());
+            let tracer = tracer_provider.tracer(service_name);
+            global::set_tracer_provider(tracer_provider.clone());
+            telemetry.tracer = Some(tracer_provider);
+            telemetry.meter = Some(meter_provider);
+            let export_filter = EnvFilter::try_new(format!("info,{NOT_EXPORTED}"))?;
+            Some(tracing_opentelemetry::layer().with_tracer(tracer).with_filter(export_filter))
+        }
+        None => None,
+    };
+    tracing_subscriber::registry().with(fmt).with(otel_layer).try_init()?;
+    Ok(telemetry)
+}
+
+/// The current span's W3C `traceparent` (and `tracestate`), to be stored with work that
+/// runs later; empty when there is no sampled context.
+pub fn current_context_carrier() -> HashMap<String, String> {
+    let mut carrier = HashMap::new();
+    let context = tracing::Span::current().context();
+    if context.span().span_context().is_valid() {
+        TraceContextPropagator::new().inject_context(&context, &mut carrier);
+    }
+    carrier
+}
+
+/// Adds a span link from `span` to the context stored in `carrier` (see
+/// [`current_context_carrier`]); does nothing when the carrier holds none. Must be called
+/// before the span is entered.
+pub fn link_to_carrier(span: &tracing::Span, carrier: &HashMap<String, String>) {
+    let context = TraceContextPropagator::new().extract(carrier);
+    let linked = context.span().span_context().clone();
+    if linked.is_valid() {
+        span.add_link(linked);
+    }
+}
+
+/// The trace id of the current span as 32 hex digits, for log lines and error messages.
+pub fn current_trace_id() -> Option<String> {
+    let context = tracing::Span::current().context();
+    let span_context = context.span().span_context().clone();
+    span_context.is_valid().then(|| span_context.trace_id().to_string())
+}

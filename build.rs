@@ -5,11 +5,8 @@
 use prost::Message;
 use std::{env, fs, path::PathBuf};
 
-const PROTOS: [&str; 3] = [
-    "proto/booking/v1/booking.proto",
-    "proto/assign/v1/assign.proto",
-    "proto/notify/v1/notify.proto",
-];
+const PROTOS: [&str; 3] =
+    ["proto/booking/v1/booking.proto", "proto/assign/v1/assign.proto", "proto/notify/v1/notify.proto"];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("cargo:rerun-if-changed=proto");

@@ -17,7 +17,8 @@ use std::{
     },
     time::Duration,
 };
-use tokio_postgres::{NoTls, error::SqlState};
+use tokio::sync::Notify;
+use tokio_postgres::{AsyncMessage, NoTls, error::SqlState};
 use tokio_util::sync::CancellationToken;
 
 /// Why the database could not serve a request.
@@ -89,6 +90,7 @@ impl From<DbError> for tonic::Status {
 pub struct Database {
     pool: Pool,
     ready: Arc<AtomicBool>,
+    url: Arc<str>,
 }
 
 impl Database {
@@ -108,7 +110,7 @@ impl Database {
             .create_timeout(Some(Duration::from_secs(3)))
             .recycle_timeout(Some(Duration::from_secs(2)))
             .build()?;
-        Ok(Self { pool, ready: Arc::new(AtomicBool::new(false)) })
+        Ok(Self { pool, ready: Arc::new(AtomicBool::new(false)), url: url.into() })
     }
 
     /// Whether the schema has been migrated.
@@ -176,6 +178,35 @@ impl Database {
         }
     }
 
+    /// Wakes the returned [`Notify`] on every `NOTIFY channel` (from any process), and
+    /// also after (re)connecting, since notifications may have been missed meanwhile.
+    /// Holds one dedicated connection, reconnecting with backoff, until `shutdown`.
+    /// Wake-ups are hints: a worker still finds its work by querying, so a lost or
+    /// duplicate wake-up only changes latency, never correctness.
+    pub fn listen(&self, channel: &'static str, shutdown: CancellationToken) -> Arc<Notify> {
+        let notify = Arc::new(Notify::new());
+        let wake = notify.clone();
+        let url = self.url.clone();
+        tokio::spawn(async move {
+            let backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(5));
+            let mut attempt = 0;
+            while !shutdown.is_cancelled() {
+                match listen_once(&url, channel, &wake, &shutdown).await {
+                    Ok(()) => return,
+                    Err(error) => {
+                        attempt += 1;
+                        tracing::debug!(channel, attempt, error = %error, "LISTEN connection lost; reconnecting");
+                        tokio::select! {
+                            _ = tokio::time::sleep(backoff.delay(attempt)) => {}
+                            _ = shutdown.cancelled() => return,
+                        }
+                    }
+                }
+            }
+        });
+        notify
+    }
+
     /// Whether the database answers a trivial query within two seconds.
     pub async fn ping(&self) -> bool {
         let probe = async {
@@ -208,4 +239,36 @@ impl Database {
         }
         health.set_serving(false).await;
     }
+}
+
+/// One LISTEN session: returns `Ok` on shutdown, `Err` when the connection is lost.
+async fn listen_once(url: &str, channel: &str, wake: &Notify, shutdown: &CancellationToken) -> anyhow::Result<()> {
+    let (client, mut connection) = tokio_postgres::connect(url, NoTls).await?;
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let driver = tokio::spawn(async move {
+        loop {
+            match std::future::poll_fn(|cx| connection.poll_message(cx)).await {
+                Some(Ok(AsyncMessage::Notification(_))) => {
+                    if tx.send(()).is_err() {
+                        return;
+                    }
+                }
+                Some(Ok(_)) => {}
+                Some(Err(_)) | None => return,
+            }
+        }
+    });
+    client.batch_execute(&format!("LISTEN {channel}")).await?;
+    wake.notify_one();
+    let result = loop {
+        tokio::select! {
+            message = rx.recv() => match message {
+                Some(()) => wake.notify_one(),
+                None => break Err(anyhow::anyhow!("LISTEN connection closed")),
+            },
+            _ = shutdown.cancelled() => break Ok(()),
+        }
+    };
+    driver.abort();
+    result
 }

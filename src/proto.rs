@@ -45,10 +45,7 @@ pub fn system_time(ts: &prost_types::Timestamp) -> Option<SystemTime> {
 
 /// A protobuf duration for a std duration (saturating at the protobuf maximum).
 pub fn duration(d: Duration) -> prost_types::Duration {
-    prost_types::Duration::try_from(d).unwrap_or(prost_types::Duration {
-        seconds: 315_576_000_000,
-        nanos: 0,
-    })
+    prost_types::Duration::try_from(d).unwrap_or(prost_types::Duration { seconds: 315_576_000_000, nanos: 0 })
 }
 
 /// The std duration of a protobuf duration, `None` when it is negative or malformed.

@@ -4,12 +4,7 @@
 //! A service crate supplies its routes, schema, migrations and workers; it never
 //! re-implements start-up or shutdown.
 
-use crate::{
-    db::Database,
-    grpc::GrpcServer,
-    settings::CommonSettings,
-    shutdown, telemetry,
-};
+use crate::{db::Database, grpc::GrpcServer, settings::CommonSettings, shutdown, telemetry};
 use std::{future::Future, net::SocketAddr, process::ExitCode, time::Duration};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -79,7 +74,12 @@ pub struct ServiceParts<W> {
 /// with retries, then starts the workers and reports `SERVING` while the database answers.
 /// On shutdown, stops accepting calls, drains in-flight ones and waits for the workers to
 /// finish their current item (bounded by the grace period).
-pub async fn serve<W>(parts: ServiceParts<W>, common: &CommonSettings, listener: TcpListener, shutdown: CancellationToken) -> anyhow::Result<()>
+pub async fn serve<W>(
+    parts: ServiceParts<W>,
+    common: &CommonSettings,
+    listener: TcpListener,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()>
 where
     W: Future<Output = ()> + Send + 'static,
 {

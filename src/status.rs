@@ -47,12 +47,8 @@ impl Violations {
 
     /// The `INVALID_ARGUMENT` status with a BadRequest detail naming every field.
     pub fn into_status(self) -> Status {
-        let message = self
-            .0
-            .iter()
-            .map(|(field, description)| format!("{field}: {description}"))
-            .collect::<Vec<_>>()
-            .join("; ");
+        let message =
+            self.0.iter().map(|(field, description)| format!("{field}: {description}")).collect::<Vec<_>>().join("; ");
         let violations: Vec<FieldViolation> =
             self.0.into_iter().map(|(field, description)| FieldViolation::new(field, description)).collect();
         Status::with_error_details(

@@ -38,15 +38,15 @@ impl Telemetry {
     }
 
     fn stop(&mut self) {
-        if let Some(tracer) = self.tracer.take() {
-            if let Err(error) = tracer.shutdown_with_timeout(Duration::from_secs(5)) {
-                eprintln!("trace export did not flush: {error}");
-            }
+        if let Some(tracer) = self.tracer.take()
+            && let Err(error) = tracer.shutdown_with_timeout(Duration::from_secs(5))
+        {
+            eprintln!("trace export did not flush: {error}");
         }
-        if let Some(meter) = self.meter.take() {
-            if let Err(error) = meter.shutdown() {
-                eprintln!("metric export did not flush: {error}");
-            }
+        if let Some(meter) = self.meter.take()
+            && let Err(error) = meter.shutdown()
+        {
+            eprintln!("metric export did not flush: {error}");
         }
     }
 }

@@ -18,11 +18,17 @@ impl Api {
 
 #[tonic::async_trait]
 impl AssignService for Api {
-    async fn put_floor_plan(&self, _request: Request<pb::PutFloorPlanRequest>) -> Result<Response<pb::PutFloorPlanResponse>, Status> {
+    async fn put_floor_plan(
+        &self,
+        _request: Request<pb::PutFloorPlanRequest>,
+    ) -> Result<Response<pb::PutFloorPlanResponse>, Status> {
         Err(Status::unimplemented("PutFloorPlan is not implemented yet"))
     }
 
-    async fn get_floor_plan(&self, _request: Request<pb::GetFloorPlanRequest>) -> Result<Response<pb::GetFloorPlanResponse>, Status> {
+    async fn get_floor_plan(
+        &self,
+        _request: Request<pb::GetFloorPlanRequest>,
+    ) -> Result<Response<pb::GetFloorPlanResponse>, Status> {
         Err(Status::unimplemented("GetFloorPlan is not implemented yet"))
     }
 
@@ -34,10 +40,13 @@ impl AssignService for Api {
         Err(Status::unimplemented("Release is not implemented yet"))
     }
 
-    type ReassignStream = std::pin::Pin<Box<dyn tokio_stream::Stream<Item = Result<pb::ReassignResponse, Status>> + Send>>;
+    type ReassignStream =
+        std::pin::Pin<Box<dyn tokio_stream::Stream<Item = Result<pb::ReassignResponse, Status>> + Send>>;
 
-    async fn reassign(&self, _request: Request<tonic::Streaming<pb::ReassignRequest>>) -> Result<Response<Self::ReassignStream>, Status> {
+    async fn reassign(
+        &self,
+        _request: Request<tonic::Streaming<pb::ReassignRequest>>,
+    ) -> Result<Response<Self::ReassignStream>, Status> {
         Err(Status::unimplemented("Reassign is not implemented yet"))
     }
-
 }

@@ -30,12 +30,7 @@ pub async fn run(settings: Settings, listener: TcpListener, shutdown: Cancellati
     let limits = server.limits();
     let api = api::Api::new(database.clone());
     let server = server.add_service(AssignServiceServer::new(api).max_decoding_message_size(limits.max_message_bytes));
-    let parts = ServiceParts {
-        server,
-        database,
-        schema: SCHEMA,
-        migrations: embedded::migrations::runner,
-        workers: async {},
-    };
+    let parts =
+        ServiceParts { server, database, schema: SCHEMA, migrations: embedded::migrations::runner, workers: async {} };
     serve(parts, &common, listener, shutdown).await
 }

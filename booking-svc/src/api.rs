@@ -18,28 +18,45 @@ impl Api {
 
 #[tonic::async_trait]
 impl BookingService for Api {
-    async fn create_booking(&self, _request: Request<pb::CreateBookingRequest>) -> Result<Response<pb::CreateBookingResponse>, Status> {
+    async fn create_booking(
+        &self,
+        _request: Request<pb::CreateBookingRequest>,
+    ) -> Result<Response<pb::CreateBookingResponse>, Status> {
         Err(Status::unimplemented("CreateBooking is not implemented yet"))
     }
 
-    async fn edit_booking(&self, _request: Request<pb::EditBookingRequest>) -> Result<Response<pb::EditBookingResponse>, Status> {
+    async fn edit_booking(
+        &self,
+        _request: Request<pb::EditBookingRequest>,
+    ) -> Result<Response<pb::EditBookingResponse>, Status> {
         Err(Status::unimplemented("EditBooking is not implemented yet"))
     }
 
-    async fn get_booking(&self, _request: Request<pb::GetBookingRequest>) -> Result<Response<pb::GetBookingResponse>, Status> {
+    async fn get_booking(
+        &self,
+        _request: Request<pb::GetBookingRequest>,
+    ) -> Result<Response<pb::GetBookingResponse>, Status> {
         Err(Status::unimplemented("GetBooking is not implemented yet"))
     }
 
-    async fn list_bookings(&self, _request: Request<pb::ListBookingsRequest>) -> Result<Response<pb::ListBookingsResponse>, Status> {
+    async fn list_bookings(
+        &self,
+        _request: Request<pb::ListBookingsRequest>,
+    ) -> Result<Response<pb::ListBookingsResponse>, Status> {
         Err(Status::unimplemented("ListBookings is not implemented yet"))
     }
 
-    async fn cancel_booking(&self, _request: Request<pb::CancelBookingRequest>) -> Result<Response<pb::CancelBookingResponse>, Status> {
+    async fn cancel_booking(
+        &self,
+        _request: Request<pb::CancelBookingRequest>,
+    ) -> Result<Response<pb::CancelBookingResponse>, Status> {
         Err(Status::unimplemented("CancelBooking is not implemented yet"))
     }
 
-    async fn get_booking_history(&self, _request: Request<pb::GetBookingHistoryRequest>) -> Result<Response<pb::GetBookingHistoryResponse>, Status> {
+    async fn get_booking_history(
+        &self,
+        _request: Request<pb::GetBookingHistoryRequest>,
+    ) -> Result<Response<pb::GetBookingHistoryResponse>, Status> {
         Err(Status::unimplemented("GetBookingHistory is not implemented yet"))
     }
-
 }

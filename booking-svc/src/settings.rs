@@ -7,7 +7,11 @@ use std::{net::SocketAddr, time::Duration};
 
 /// Flags and environment of `booking-svc`.
 #[derive(Clone, Debug, Parser)]
-#[command(name = "booking-svc", version, about = "Restaurant bookings with inline confirmation (booking.v1.BookingService)")]
+#[command(
+    name = "booking-svc",
+    version,
+    about = "Restaurant bookings with inline confirmation (booking.v1.BookingService)"
+)]
 pub struct Settings {
     /// Address the gRPC server listens on.
     #[arg(long = "listen-addr", env = "LISTEN_ADDR", value_name = "LISTEN_ADDR", default_value = "0.0.0.0:50051")]

@@ -18,16 +18,24 @@ impl Api {
 
 #[tonic::async_trait]
 impl NotifyService for Api {
-    async fn send_once(&self, _request: Request<pb::SendOnceRequest>) -> Result<Response<pb::SendOnceResponse>, Status> {
+    async fn send_once(
+        &self,
+        _request: Request<pb::SendOnceRequest>,
+    ) -> Result<Response<pb::SendOnceResponse>, Status> {
         Err(Status::unimplemented("SendOnce is not implemented yet"))
     }
 
-    async fn get_delivery(&self, _request: Request<pb::GetDeliveryRequest>) -> Result<Response<pb::GetDeliveryResponse>, Status> {
+    async fn get_delivery(
+        &self,
+        _request: Request<pb::GetDeliveryRequest>,
+    ) -> Result<Response<pb::GetDeliveryResponse>, Status> {
         Err(Status::unimplemented("GetDelivery is not implemented yet"))
     }
 
-    async fn list_deliveries(&self, _request: Request<pb::ListDeliveriesRequest>) -> Result<Response<pb::ListDeliveriesResponse>, Status> {
+    async fn list_deliveries(
+        &self,
+        _request: Request<pb::ListDeliveriesRequest>,
+    ) -> Result<Response<pb::ListDeliveriesResponse>, Status> {
         Err(Status::unimplemented("ListDeliveries is not implemented yet"))
     }
-
 }

@@ -6,7 +6,11 @@ use std::{net::SocketAddr, path::PathBuf};
 
 /// Flags and environment of `notify-svc`.
 #[derive(Clone, Debug, Parser)]
-#[command(name = "notify-svc", version, about = "Booking emails, exactly once per (booking, kind, version) (notify.v1.NotifyService)")]
+#[command(
+    name = "notify-svc",
+    version,
+    about = "Booking emails, exactly once per (booking, kind, version) (notify.v1.NotifyService)"
+)]
 pub struct Settings {
     /// Address the gRPC server listens on.
     #[arg(long = "listen-addr", env = "LISTEN_ADDR", value_name = "LISTEN_ADDR", default_value = "0.0.0.0:50053")]

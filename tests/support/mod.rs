@@ -1,0 +1,44 @@
+//! The one test harness: a fresh PostgreSQL database per test, the three services
+//! in-process on random loopback ports or as real processes, typed clients, a real SMTP
+//! server, and the real grpcurl.
+
+#![allow(dead_code)]
+
+pub mod db;
+pub mod grpcurl;
+pub mod process;
+pub mod services;
+pub mod smtp;
+
+use std::{future::Future, time::Duration};
+
+/// Polls `check` every 20 ms until it yields `Some`, or panics after `timeout` with `what`.
+pub async fn eventually<T, F, Fut>(timeout: Duration, what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            panic!("timed out after {timeout:?} waiting for {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// A free loopback port (bound then released; another process could take it, rarely).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free loopback port")
+}
+
+/// The workspace root (where Cargo.toml is).
+pub fn workspace_root() -> std::path::PathBuf {
+    std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}

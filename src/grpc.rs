@@ -9,15 +9,16 @@
 
 use crate::settings::CommonSettings;
 use http::{HeaderMap, Request, Response};
-use opentelemetry::{propagation::TextMapPropagator, trace::TraceContextExt};
+use opentelemetry::{KeyValue, propagation::TextMapPropagator, trace::TraceContextExt};
 use opentelemetry_http::{HeaderExtractor, HeaderInjector};
 use opentelemetry_sdk::propagation::TraceContextPropagator;
 use std::{
     convert::Infallible,
     future::Future,
     pin::Pin,
+    sync::OnceLock,
     task::{Context, Poll},
-    time::Duration,
+    time::{Duration, Instant},
 };
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -194,6 +195,32 @@ fn header_status(headers: &HeaderMap) -> i64 {
     headers.get("grpc-status").and_then(|v| v.to_str().ok()).and_then(|v| v.parse().ok()).unwrap_or(0)
 }
 
+/// RPC latency histograms (OpenTelemetry RPC conventions), created on first use so they
+/// bind to the meter provider installed at start-up.
+fn rpc_duration(kind: &'static str) -> &'static opentelemetry::metrics::Histogram<f64> {
+    static SERVER: OnceLock<opentelemetry::metrics::Histogram<f64>> = OnceLock::new();
+    static CLIENT: OnceLock<opentelemetry::metrics::Histogram<f64>> = OnceLock::new();
+    let (cell, name) =
+        if kind == "server" { (&SERVER, "rpc.server.duration") } else { (&CLIENT, "rpc.client.duration") };
+    cell.get_or_init(|| {
+        opentelemetry::global::meter("booking-platform")
+            .f64_histogram(name)
+            .with_unit("ms")
+            .with_description("Duration of gRPC calls until the response headers")
+            .build()
+    })
+}
+
+fn record_duration(kind: &'static str, service: &str, method: &str, code: i64, started: Instant) {
+    let attributes = [
+        KeyValue::new("rpc.system", "grpc"),
+        KeyValue::new("rpc.service", service.to_string()),
+        KeyValue::new("rpc.method", method.to_string()),
+        KeyValue::new("rpc.grpc.status_code", code),
+    ];
+    rpc_duration(kind).record(started.elapsed().as_secs_f64() * 1000.0, &attributes);
+}
+
 fn record_status(span: &tracing::Span, code: i64) {
     span.record("rpc.grpc.status_code", code);
     if code != 0 {
@@ -235,7 +262,10 @@ where
     }
 
     fn call(&mut self, request: Request<B>) -> Self::Future {
-        let (service, method) = rpc_names(request.uri().path());
+        let (service, method) = {
+            let (service, method) = rpc_names(request.uri().path());
+            (service.to_string(), method.to_string())
+        };
         if service == HEALTH_SERVICE {
             return Box::pin(self.inner.call(request));
         }
@@ -258,12 +288,16 @@ where
             self.inner.call(request)
         };
         let recorder = span.clone();
+        let started = Instant::now();
         Box::pin(
             async move {
                 let result = future.await;
-                if let Ok(response) = &result {
-                    record_status(&recorder, header_status(response.headers()));
-                }
+                let code = match &result {
+                    Ok(response) => header_status(response.headers()),
+                    Err(_) => tonic::Code::Internal as i64,
+                };
+                record_status(&recorder, code);
+                record_duration("server", &service, &method, code, started);
                 result
             }
             .instrument(span),
@@ -302,7 +336,10 @@ where
     }
 
     fn call(&mut self, mut request: Request<Body>) -> Self::Future {
-        let (service, method) = rpc_names(request.uri().path());
+        let (service, method) = {
+            let (service, method) = rpc_names(request.uri().path());
+            (service.to_string(), method.to_string())
+        };
         let span = tracing::info_span!(
             "grpc.client",
             otel.name = %format!("{service}/{method}"),
@@ -322,13 +359,16 @@ where
             self.inner.call(request)
         };
         let recorder = span.clone();
+        let started = Instant::now();
         Box::pin(
             async move {
                 let result = future.await;
-                match &result {
-                    Ok(response) => record_status(&recorder, header_status(response.headers())),
-                    Err(_) => record_status(&recorder, tonic::Code::Unavailable as i64),
-                }
+                let code = match &result {
+                    Ok(response) => header_status(response.headers()),
+                    Err(_) => tonic::Code::Unavailable as i64,
+                };
+                record_status(&recorder, code);
+                record_duration("client", &service, &method, code, started);
                 result
             }
             .instrument(span),

@@ -9,6 +9,7 @@
 pub mod backoff;
 pub mod db;
 pub mod grpc;
+pub mod local_pg;
 pub mod proto;
 pub mod service;
 pub mod settings;

@@ -24,6 +24,9 @@ where
     F: FnOnce(TcpListener, CancellationToken) -> Fut,
     Fut: Future<Output = anyhow::Result<()>>,
 {
+    if common.health_probe {
+        return probe(listen_addr).await;
+    }
     let telemetry = match telemetry::init(common, name) {
         Ok(telemetry) => telemetry,
         Err(error) => {
@@ -53,6 +56,36 @@ where
     };
     telemetry.shutdown();
     code
+}
+
+/// Exit 0 when the server at `listen_addr` (an unspecified address means loopback)
+/// reports `SERVING` within two seconds.
+async fn probe(listen_addr: SocketAddr) -> ExitCode {
+    use tonic_health::pb::{HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient};
+    let mut addr = listen_addr;
+    if addr.ip().is_unspecified() {
+        addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+    }
+    let check = async {
+        let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))?.connect().await?;
+        let response = HealthClient::new(channel).check(HealthCheckRequest { service: String::new() }).await?;
+        anyhow::Ok(response.into_inner().status == ServingStatus::Serving as i32)
+    };
+    match tokio::time::timeout(Duration::from_secs(2), check).await {
+        Ok(Ok(true)) => ExitCode::SUCCESS,
+        Ok(Ok(false)) => {
+            eprintln!("{addr}: NOT_SERVING");
+            ExitCode::FAILURE
+        }
+        Ok(Err(error)) => {
+            eprintln!("{addr}: {error}");
+            ExitCode::FAILURE
+        }
+        Err(_) => {
+            eprintln!("{addr}: no answer within 2s");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 /// What one service brings to [`serve`].

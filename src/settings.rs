@@ -71,6 +71,11 @@ pub struct CommonSettings {
           value_parser = clap::value_parser!(u32).range(1024..=64 << 20))]
     pub max_message_bytes: u32,
 
+    /// Instead of serving: ask the server running at LISTEN_ADDR for its gRPC health and exit
+    /// 0 when it is SERVING, 1 otherwise (for container health checks).
+    #[arg(long = "health-probe")]
+    pub health_probe: bool,
+
     /// On SIGTERM, how long in-flight calls may take to finish, in milliseconds.
     #[arg(long = "shutdown-grace-ms", env = "SHUTDOWN_GRACE_MS", value_name = "SHUTDOWN_GRACE_MS", default_value_t = 10_000,
           value_parser = clap::value_parser!(u64).range(0..=600_000))]

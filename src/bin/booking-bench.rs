@@ -1,0 +1,314 @@
+//! `booking-bench`: how fast an edit is, against a running stack.
+//!
+//! Sets up floor plans and bookings first (through the public gRPC APIs), then runs
+//! `--concurrency` clients editing their own bookings for `--duration`, with a mix of
+//! edits that mostly confirm inline (new time, party size, notes). Prints edits/s,
+//! latency percentiles from an HDR histogram, outcomes by kind, errors by gRPC code, and
+//! the peak RSS of each local service process. With `--json` the last line is one JSON
+//! object with those figures.
+
+use clap::Parser;
+use hdrhistogram::Histogram;
+use platform::proto::{
+    assign::v1::{PutFloorPlanRequest, Table, assign_service_client::AssignServiceClient},
+    booking::v1::{
+        CreateBookingRequest, EditBookingRequest, Guest, Outcome, booking_service_client::BookingServiceClient,
+    },
+};
+use std::{
+    collections::BTreeMap,
+    io::Write,
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicBool, AtomicU64, Ordering},
+    },
+    time::{Duration, Instant, SystemTime},
+};
+
+#[derive(Parser, Debug, Clone)]
+#[command(name = "booking-bench", about = "Benchmark booking edits against a running stack")]
+struct Args {
+    /// booking-svc URL.
+    #[arg(long, default_value = "http://127.0.0.1:50051")]
+    booking_url: String,
+    /// assign-svc URL (to put the floor plans).
+    #[arg(long, default_value = "http://127.0.0.1:50052")]
+    assign_url: String,
+    /// Clients editing at once.
+    #[arg(long, default_value_t = 16)]
+    concurrency: usize,
+    /// How long to edit (e.g. 10s, 1m).
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    duration: Duration,
+    /// Edits before measuring starts, per client.
+    #[arg(long, default_value_t = 5)]
+    warmup: usize,
+    /// Restaurants to spread the bookings over.
+    #[arg(long, default_value_t = 8)]
+    restaurants: usize,
+    /// Bookings each client edits in turn.
+    #[arg(long, default_value_t = 4)]
+    bookings_per_client: usize,
+    /// Send no emails for the benchmark's bookings (measures the edit path alone).
+    #[arg(long)]
+    suppress_emails: bool,
+    /// Print the summary as one JSON object on the last line.
+    #[arg(long)]
+    json: bool,
+}
+
+/// One client's bookings and what it last saw of them.
+struct Tracked {
+    id: String,
+    version: i64,
+    day: i64,
+    slot: i64,
+    party: i32,
+}
+
+#[derive(Default)]
+struct Counters {
+    edits: AtomicU64,
+    confirmed: AtomicU64,
+    pending: AtomicU64,
+    unchanged: AtomicU64,
+    errors: AtomicU64,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let run = format!("{:x}", SystemTime::now().duration_since(SystemTime::UNIX_EPOCH)?.as_millis() % 0xffff_ffff);
+    let booking = BookingServiceClient::new(platform::grpc::connect(&args.booking_url)?);
+    let mut assign = AssignServiceClient::new(platform::grpc::connect(&args.assign_url)?);
+
+    eprintln!("booking-bench: setting up {} restaurants", args.restaurants);
+    let restaurants: Vec<String> = (0..args.restaurants).map(|r| format!("bench-{run}-{r}")).collect();
+    for restaurant in &restaurants {
+        let tables = (0..24)
+            .map(|t| Table {
+                id: format!("t{t:02}"),
+                seats: if t % 3 == 0 { 6 } else { 4 },
+                combine_group: format!("g{}", t / 6),
+            })
+            .collect();
+        assign.put_floor_plan(PutFloorPlanRequest { restaurant_id: restaurant.clone(), tables }).await?;
+    }
+
+    let clients = args.concurrency.max(1);
+    eprintln!("booking-bench: creating {} bookings", clients * args.bookings_per_client);
+    let mut per_client: Vec<Vec<Tracked>> = Vec::with_capacity(clients);
+    let base_day = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH)?.as_secs() as i64 / 86_400 + 2;
+    for c in 0..clients {
+        let mut mine = Vec::with_capacity(args.bookings_per_client);
+        for b in 0..args.bookings_per_client {
+            let restaurant = (c * args.bookings_per_client + b) % restaurants.len();
+            // Each booking gets its own day, so edits mostly fit.
+            let day = base_day + (c * args.bookings_per_client + b) as i64 / restaurants.len() as i64;
+            let slot = 18 * 4;
+            let response = booking
+                .clone()
+                .create_booking(CreateBookingRequest {
+                    restaurant_id: restaurants[restaurant].clone(),
+                    guest: Some(Guest { name: format!("Bench {c}-{b}"), email: format!("bench{c}x{b}@example.com"), phone: String::new() }),
+                    party_size: 2,
+                    start_time: Some(at(day, slot)),
+                    duration: Some(platform::proto::duration(Duration::from_secs(90 * 60))),
+                    notes: String::new(),
+                    suppress_emails: args.suppress_emails,
+                    idempotency_key: String::new(),
+                })
+                .await?
+                .into_inner();
+            let created = response.booking.ok_or_else(|| anyhow::anyhow!("CreateBooking answered no booking"))?;
+            mine.push(Tracked { id: created.id, version: created.version, day, slot, party: 2 });
+        }
+        per_client.push(mine);
+    }
+
+    let counters = Arc::new(Counters::default());
+    let histogram = Arc::new(Mutex::new(Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?));
+    let errors_by_code = Arc::new(Mutex::new(BTreeMap::<String, u64>::new()));
+    let measuring = Arc::new(AtomicBool::new(false));
+    let stop = Arc::new(AtomicBool::new(false));
+
+    let mut tasks = Vec::new();
+    for (c, mut mine) in per_client.into_iter().enumerate() {
+        let mut client = booking.clone();
+        let counters = counters.clone();
+        let histogram = histogram.clone();
+        let errors_by_code = errors_by_code.clone();
+        let measuring = measuring.clone();
+        let stop = stop.clone();
+        let suppress = args.suppress_emails;
+        let warmup = args.warmup;
+        tasks.push(tokio::spawn(async move {
+            let mut local = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("histogram bounds");
+            let mut n: u64 = 0;
+            while !stop.load(Ordering::Relaxed) {
+                let index = (n as usize) % mine.len();
+                let tracked = &mut mine[index];
+                n += 1;
+                // The mix: mostly a new time (±15..60 min, within the evening), sometimes the
+                // party size, sometimes only the notes.
+                let mut request = EditBookingRequest {
+                    booking_id: tracked.id.clone(),
+                    expected_version: Some(tracked.version),
+                    suppress_emails: suppress,
+                    ..Default::default()
+                };
+                let (new_slot, new_party) = match n % 10 {
+                    0..=5 => {
+                        let step = 1 + (n % 4) as i64;
+                        let slot = if tracked.slot + step > 21 * 4 { 17 * 4 + step } else { tracked.slot + step };
+                        request.start_time = Some(at(tracked.day, slot));
+                        (slot, tracked.party)
+                    }
+                    6..=8 => {
+                        let party = if tracked.party >= 6 { 2 } else { tracked.party + 1 };
+                        request.party_size = Some(party);
+                        (tracked.slot, party)
+                    }
+                    _ => {
+                        request.notes = Some(format!("client {c} edit {n}"));
+                        (tracked.slot, tracked.party)
+                    }
+                };
+                let started = Instant::now();
+                let result = client.edit_booking(request).await;
+                let elapsed = started.elapsed();
+                let counted = measuring.load(Ordering::Relaxed) && n > warmup as u64;
+                match result {
+                    Ok(response) => {
+                        let response = response.into_inner();
+                        if let Some(booking) = &response.booking {
+                            tracked.version = booking.version;
+                        }
+                        tracked.slot = new_slot;
+                        tracked.party = new_party;
+                        if counted {
+                            let _ = local.record(elapsed.as_micros().max(1) as u64);
+                            counters.edits.fetch_add(1, Ordering::Relaxed);
+                            match Outcome::try_from(response.outcome) {
+                                Ok(Outcome::Confirmed) => counters.confirmed.fetch_add(1, Ordering::Relaxed),
+                                Ok(Outcome::Pending) => counters.pending.fetch_add(1, Ordering::Relaxed),
+                                _ => counters.unchanged.fetch_add(1, Ordering::Relaxed),
+                            };
+                        }
+                    }
+                    Err(status) => {
+                        if counted {
+                            counters.errors.fetch_add(1, Ordering::Relaxed);
+                            let mut errors = errors_by_code.lock().unwrap_or_else(|e| e.into_inner());
+                            *errors.entry(format!("{:?}", status.code())).or_insert(0) += 1;
+                        }
+                        if status.code() == tonic::Code::Aborted {
+                            // Someone else moved the version: catch up on it.
+                            tracked.version += 1;
+                        }
+                    }
+                }
+            }
+            let mut shared = histogram.lock().unwrap_or_else(|e| e.into_inner());
+            let _ = shared.add(&local);
+        }));
+    }
+
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    measuring.store(true, Ordering::Relaxed);
+    let started = Instant::now();
+    let mut last = 0;
+    while started.elapsed() < args.duration {
+        tokio::time::sleep(Duration::from_secs(1).min(args.duration.saturating_sub(started.elapsed()))).await;
+        let edits = counters.edits.load(Ordering::Relaxed);
+        eprint!(
+            "\rbooking-bench: {:>5.1}s  {:>7} edits  {:>7.0} edits/s (last second {:>6})  errors {}   ",
+            started.elapsed().as_secs_f64(),
+            edits,
+            edits as f64 / started.elapsed().as_secs_f64(),
+            edits - last,
+            counters.errors.load(Ordering::Relaxed)
+        );
+        let _ = std::io::stderr().flush();
+        last = edits;
+    }
+    let measured = started.elapsed();
+    stop.store(true, Ordering::Relaxed);
+    measuring.store(false, Ordering::Relaxed);
+    for task in tasks {
+        let _ = task.await;
+    }
+    eprintln!();
+
+    let histogram = histogram.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    let ms = |q: f64| histogram.value_at_quantile(q) as f64 / 1000.0;
+    let edits = counters.edits.load(Ordering::Relaxed);
+    let rss = peak_rss_of_services();
+    let summary = serde_json::json!({
+        "concurrency": clients,
+        "duration_s": measured.as_secs_f64(),
+        "edits": edits,
+        "edits_per_sec": edits as f64 / measured.as_secs_f64(),
+        "p50_ms": ms(0.50),
+        "p90_ms": ms(0.90),
+        "p99_ms": ms(0.99),
+        "max_ms": histogram.max() as f64 / 1000.0,
+        "mean_ms": histogram.mean() / 1000.0,
+        "outcomes": {
+            "confirmed": counters.confirmed.load(Ordering::Relaxed),
+            "pending": counters.pending.load(Ordering::Relaxed),
+            "unchanged": counters.unchanged.load(Ordering::Relaxed),
+        },
+        "errors": counters.errors.load(Ordering::Relaxed),
+        "errors_by_code": *errors_by_code.lock().unwrap_or_else(|e| e.into_inner()),
+        "peak_rss_mib": rss,
+    });
+    println!("edits          {edits} in {:.1}s, {:.0} edits/s at concurrency {clients}", measured.as_secs_f64(), summary["edits_per_sec"].as_f64().unwrap_or(0.0));
+    println!(
+        "latency ms     p50 {:.2}  p90 {:.2}  p99 {:.2}  max {:.2}",
+        ms(0.50),
+        ms(0.90),
+        ms(0.99),
+        histogram.max() as f64 / 1000.0
+    );
+    println!("outcomes       {}", summary["outcomes"]);
+    println!("errors         {} {}", summary["errors"], summary["errors_by_code"]);
+    println!("peak RSS MiB   {}", summary["peak_rss_mib"]);
+    if args.json {
+        println!("{summary}");
+    }
+    Ok(())
+}
+
+/// A start time: `day` days since the epoch, `slot` quarter hours after midnight (UTC).
+fn at(day: i64, slot: i64) -> prost_types::Timestamp {
+    prost_types::Timestamp { seconds: day * 86_400 + slot * 900, nanos: 0 }
+}
+
+/// Peak resident set size (VmHWM) of every local booking-svc, assign-svc and notify-svc
+/// process, in MiB, by process name.
+fn peak_rss_of_services() -> serde_json::Value {
+    let mut peaks = serde_json::Map::new();
+    let Ok(entries) = std::fs::read_dir("/proc") else { return serde_json::Value::Object(peaks) };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        let Ok(comm) = std::fs::read_to_string(path.join("comm")) else { continue };
+        let name = comm.trim();
+        if !matches!(name, "booking-svc" | "assign-svc" | "notify-svc") {
+            continue;
+        }
+        let Ok(status) = std::fs::read_to_string(path.join("status")) else { continue };
+        let kib = status
+            .lines()
+            .find(|line| line.starts_with("VmHWM:"))
+            .and_then(|line| line.split_whitespace().nth(1))
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0);
+        let mib = (kib / 1024.0 * 10.0).round() / 10.0;
+        let previous = peaks.get(name).and_then(|v| v.as_f64()).unwrap_or(0.0);
+        if mib > previous {
+            peaks.insert(name.to_string(), serde_json::json!(mib));
+        }
+    }
+    serde_json::Value::Object(peaks)
+}

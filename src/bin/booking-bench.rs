@@ -110,7 +110,11 @@ async fn main() -> anyhow::Result<()> {
                 .clone()
                 .create_booking(CreateBookingRequest {
                     restaurant_id: restaurants[restaurant].clone(),
-                    guest: Some(Guest { name: format!("Bench {c}-{b}"), email: format!("bench{c}x{b}@example.com"), phone: String::new() }),
+                    guest: Some(Guest {
+                        name: format!("Bench {c}-{b}"),
+                        email: format!("bench{c}x{b}@example.com"),
+                        phone: String::new(),
+                    }),
                     party_size: 2,
                     start_time: Some(at(day, slot)),
                     duration: Some(platform::proto::duration(Duration::from_secs(90 * 60))),
@@ -263,7 +267,11 @@ async fn main() -> anyhow::Result<()> {
         "errors_by_code": *errors_by_code.lock().unwrap_or_else(|e| e.into_inner()),
         "peak_rss_mib": rss,
     });
-    println!("edits          {edits} in {:.1}s, {:.0} edits/s at concurrency {clients}", measured.as_secs_f64(), summary["edits_per_sec"].as_f64().unwrap_or(0.0));
+    println!(
+        "edits          {edits} in {:.1}s, {:.0} edits/s at concurrency {clients}",
+        measured.as_secs_f64(),
+        summary["edits_per_sec"].as_f64().unwrap_or(0.0)
+    );
     println!(
         "latency ms     p50 {:.2}  p90 {:.2}  p99 {:.2}  max {:.2}",
         ms(0.50),

@@ -6,6 +6,7 @@
 
 pub mod db;
 pub mod grpcurl;
+pub mod otlp;
 pub mod process;
 pub mod services;
 pub mod smtp;

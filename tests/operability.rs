@@ -1,0 +1,146 @@
+//! What staff and on-call engineers touch: the compose file, the one-command stack, and
+//! traces across the asynchronous hand-off.
+
+mod support;
+
+use serde_json::Value;
+use std::process::Command;
+
+/// docker-compose.yml as JSON (parsed by PyYAML, which the machine's Python has).
+fn compose() -> Value {
+    let path = support::workspace_root().join("docker-compose.yml");
+    let output = Command::new("python3")
+        .args(["-c", "import json, sys, yaml; print(json.dumps(yaml.safe_load(open(sys.argv[1]))))"])
+        .arg(&path)
+        .output()
+        .expect("run python3 with PyYAML");
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    serde_json::from_slice(&output.stdout).expect("compose file as JSON")
+}
+
+fn env_of(service: &Value) -> serde_json::Map<String, Value> {
+    service["environment"].as_object().cloned().unwrap_or_default()
+}
+
+#[test]
+fn compose_file_wires_every_service_by_the_contract() {
+    let compose = compose();
+    let services = compose["services"].as_object().expect("services");
+    let mut names: Vec<&str> = services.keys().map(String::as_str).collect();
+    names.sort();
+    assert_eq!(names, ["assign-svc", "booking-svc", "jaeger", "mailpit", "notify-svc", "postgres"]);
+
+    // Ports and listen addresses from API.md.
+    for (name, port) in [("booking-svc", 50051), ("assign-svc", 50052), ("notify-svc", 50053)] {
+        let service = &services[name];
+        let ports: Vec<String> =
+            service["ports"].as_array().expect("ports").iter().map(|p| p.as_str().unwrap_or("").to_string()).collect();
+        assert_eq!(ports, vec![format!("{port}:{port}")], "{name} ports");
+        let env = env_of(service);
+        assert_eq!(env["LISTEN_ADDR"], format!("0.0.0.0:{port}"), "{name} LISTEN_ADDR");
+        assert_eq!(env["OTEL_SERVICE_NAME"], name);
+        for common in ["DATABASE_URL", "RUST_LOG", "LOG_FORMAT", "OTEL_EXPORTER_OTLP_ENDPOINT"] {
+            assert!(env.contains_key(common), "{name} lacks {common}");
+        }
+        assert!(env["DATABASE_URL"].as_str().unwrap_or("").contains("@postgres:5432/"), "{name} DATABASE_URL");
+        assert_eq!(env["OTEL_EXPORTER_OTLP_ENDPOINT"], "http://jaeger:4317");
+        assert!(matches!(env["LOG_FORMAT"].as_str(), Some("json" | "pretty")));
+        assert_eq!(service["build"]["target"], name, "{name} builds its own Dockerfile target");
+        let probe = service["healthcheck"]["test"].as_array().expect("healthcheck");
+        assert_eq!(probe.iter().filter_map(Value::as_str).collect::<Vec<_>>(), ["CMD", name, "--health-probe"]);
+        // Only variables the contract (API.md) names, plus the standard OTel ones.
+        let allowed = [
+            "DATABASE_URL",
+            "LISTEN_ADDR",
+            "RUST_LOG",
+            "LOG_FORMAT",
+            "OTEL_EXPORTER_OTLP_ENDPOINT",
+            "OTEL_SERVICE_NAME",
+            "ASSIGN_URL",
+            "NOTIFY_URL",
+            "INLINE_ASSIGN",
+            "INLINE_ASSIGN_TIMEOUT_MS",
+            "SMTP_URL",
+            "MAIL_DIR",
+            "MAIL_FROM",
+        ];
+        for key in env.keys() {
+            assert!(allowed.contains(&key.as_str()), "{name} sets {key}, which API.md does not define");
+        }
+    }
+    let booking = env_of(&services["booking-svc"]);
+    assert_eq!(booking["ASSIGN_URL"], "http://assign-svc:50052");
+    assert_eq!(booking["NOTIFY_URL"], "http://notify-svc:50053");
+    assert!(matches!(booking["INLINE_ASSIGN"].as_str(), Some("true" | "false")));
+    assert!(booking["INLINE_ASSIGN_TIMEOUT_MS"].as_str().unwrap_or("").parse::<u64>().is_ok());
+    let notify = env_of(&services["notify-svc"]);
+    assert_eq!(notify["SMTP_URL"], "smtp://mailpit:1025");
+
+    // Mailpit takes SMTP and shows a web UI; Jaeger takes OTLP/gRPC and shows traces.
+    let ports = |name: &str| -> Vec<String> {
+        services[name]["ports"]
+            .as_array()
+            .expect("ports")
+            .iter()
+            .map(|p| p.as_str().unwrap_or("").to_string())
+            .collect()
+    };
+    assert!(ports("mailpit").contains(&"1025:1025".to_string()) && ports("mailpit").contains(&"8025:8025".to_string()));
+    assert!(ports("jaeger").contains(&"4317:4317".to_string()) && ports("jaeger").contains(&"16686:16686".to_string()));
+    assert_eq!(services["jaeger"]["environment"]["COLLECTOR_OTLP_ENABLED"], "true");
+    // booking-svc starts after the services it calls are healthy.
+    for dependency in ["postgres", "assign-svc", "notify-svc"] {
+        assert_eq!(services["booking-svc"]["depends_on"][dependency]["condition"], "service_healthy");
+    }
+
+    // Every build target exists in the one Dockerfile.
+    let dockerfile = std::fs::read_to_string(support::workspace_root().join("Dockerfile")).expect("Dockerfile");
+    for name in ["booking-svc", "assign-svc", "notify-svc"] {
+        assert!(dockerfile.contains(&format!("AS {name}")), "Dockerfile has no {name} target");
+    }
+}
+
+#[test]
+fn compose_file_passes_docker_compose_validation() {
+    let Ok(output) = Command::new("docker-compose")
+        .args(["-f", "docker-compose.yml", "config", "-q"])
+        .current_dir(support::workspace_root())
+        .output()
+    else {
+        panic!("docker-compose is not installed: run .ci/setup");
+    };
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+}
+
+#[tokio::test]
+async fn a_service_exports_its_spans_and_metrics_over_otlp_and_flushes_on_shutdown() {
+    let collector = support::otlp::Collector::start().await;
+    let db = support::db::TestDb::new().await;
+    let mut assign = support::process::ServiceProcess::start_serving(
+        "assign-svc",
+        &[("DATABASE_URL", &db.url), ("OTEL_EXPORTER_OTLP_ENDPOINT", &collector.endpoint)],
+    )
+    .await;
+    let mut client = support::services::assign_client(&assign.url);
+    let _ = client
+        .get_floor_plan(platform::proto::assign::v1::GetFloorPlanRequest { restaurant_id: "nowhere".into() })
+        .await;
+    let status = assign.terminate().await;
+    assert!(status.success());
+
+    let spans = collector.spans();
+    let server =
+        spans.iter().find(|s| s.name == "assign.v1.AssignService/GetFloorPlan" && s.kind == 2).unwrap_or_else(|| {
+            panic!("no server span exported; got {:?}", spans.iter().map(|s| &s.name).collect::<Vec<_>>())
+        });
+    assert_eq!(server.service, "assign-svc");
+    assert_eq!(server.attr("rpc.system"), Some("grpc"));
+    assert_eq!(server.attr("rpc.service"), Some("assign.v1.AssignService"));
+    assert_eq!(server.attr("rpc.method"), Some("GetFloorPlan"));
+    assert!(server.attr("rpc.grpc.status_code").is_some());
+    assert!(
+        collector.metrics().contains(&("assign-svc".to_string(), "rpc.server.duration".to_string())),
+        "metrics: {:?}",
+        collector.metrics()
+    );
+}

@@ -155,15 +155,7 @@ impl SmtpSink {
 
     /// Every message received so far, in arrival order.
     pub fn mails(&self) -> Vec<Mail> {
-        let mut files: Vec<PathBuf> = std::fs::read_dir(self.dir.path())
-            .map(|entries| entries.filter_map(|e| e.ok().map(|e| e.path())).collect())
-            .unwrap_or_default();
-        files.retain(|p| p.extension().is_some_and(|e| e == "eml"));
-        files.sort();
-        files
-            .into_iter()
-            .filter_map(|file| std::fs::read_to_string(&file).ok().map(|raw| Mail::parse(file, raw)))
-            .collect()
+        mails_in(self.dir.path())
     }
 
     /// How many messages carry each `X-Notification-Key`.
@@ -189,6 +181,16 @@ impl SmtpSink {
         })
         .await
     }
+}
+
+/// Every `.eml` file in `dir` (e.g. notify-svc's `MAIL_DIR`), parsed, sorted by file name.
+pub fn mails_in(dir: &Path) -> Vec<Mail> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map(|entries| entries.filter_map(|e| e.ok().map(|e| e.path())).collect())
+        .unwrap_or_default();
+    files.retain(|p| p.extension().is_some_and(|e| e == "eml"));
+    files.sort();
+    files.into_iter().filter_map(|file| std::fs::read_to_string(&file).ok().map(|raw| Mail::parse(file, raw))).collect()
 }
 
 impl Drop for SmtpSink {

@@ -1,0 +1,14 @@
+//! The rules of notify-svc as plain types: what a delivery key is, what a valid request
+//! looks like, when a repeated request conflicts with the ledger, and what happens after
+//! a delivery attempt.
+//!
+//! Owns no I/O: it never sees tonic, SQL rows, the clock or the network. Constructors
+//! are the only way to make a value, and they name the offending field on failure.
+
+mod delivery;
+mod key;
+mod request;
+
+pub use delivery::{AttemptFailure, Delivery, DeliveryState, Next, RetryPolicy, after_attempt};
+pub use key::{DeliveryKey, Kind, parse_booking_id, parse_version};
+pub use request::{Details, Limits, RawDetails, Recipient, SendRequest};

@@ -186,12 +186,39 @@ impl Database {
     pub fn listen(&self, channel: &'static str, shutdown: CancellationToken) -> Arc<Notify> {
         let notify = Arc::new(Notify::new());
         let wake = notify.clone();
+        self.spawn_listener(channel, shutdown, move |_| wake.notify_one());
+        notify
+    }
+
+    /// Like [`Database::listen`], but delivers each notification's payload: `Some(payload)`
+    /// for every `NOTIFY channel, payload` (from any process), and `None` after each
+    /// (re)connect, since notifications may have been missed meanwhile. The receiver ends
+    /// when `shutdown` is cancelled. Delivery is at most once per connection; a consumer
+    /// that needs every event keeps its source of truth in tables.
+    pub fn listen_payloads(
+        &self,
+        channel: &'static str,
+        shutdown: CancellationToken,
+    ) -> tokio::sync::mpsc::UnboundedReceiver<Option<String>> {
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        self.spawn_listener(channel, shutdown, move |event| {
+            let _ = tx.send(event);
+        });
+        rx
+    }
+
+    /// Runs one LISTEN connection for `channel` until `shutdown`, reconnecting with
+    /// backoff; `on_event` gets `None` after each connect and `Some(payload)` per NOTIFY.
+    fn spawn_listener<F>(&self, channel: &'static str, shutdown: CancellationToken, mut on_event: F)
+    where
+        F: FnMut(Option<String>) + Send + 'static,
+    {
         let url = self.url.clone();
         tokio::spawn(async move {
             let backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(5));
             let mut attempt = 0;
             while !shutdown.is_cancelled() {
-                match listen_once(&url, channel, &wake, &shutdown).await {
+                match listen_once(&url, channel, &mut on_event, &shutdown).await {
                     Ok(()) => return,
                     Err(error) => {
                         attempt += 1;
@@ -204,7 +231,6 @@ impl Database {
                 }
             }
         });
-        notify
     }
 
     /// Whether the database answers a trivial query within two seconds.
@@ -242,14 +268,17 @@ impl Database {
 }
 
 /// One LISTEN session: returns `Ok` on shutdown, `Err` when the connection is lost.
-async fn listen_once(url: &str, channel: &str, wake: &Notify, shutdown: &CancellationToken) -> anyhow::Result<()> {
+async fn listen_once<F>(url: &str, channel: &str, on_event: &mut F, shutdown: &CancellationToken) -> anyhow::Result<()>
+where
+    F: FnMut(Option<String>) + Send,
+{
     let (client, mut connection) = tokio_postgres::connect(url, NoTls).await?;
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
     let driver = tokio::spawn(async move {
         loop {
             match std::future::poll_fn(|cx| connection.poll_message(cx)).await {
-                Some(Ok(AsyncMessage::Notification(_))) => {
-                    if tx.send(()).is_err() {
+                Some(Ok(AsyncMessage::Notification(notification))) => {
+                    if tx.send(notification.payload().to_string()).is_err() {
                         return;
                     }
                 }
@@ -259,11 +288,11 @@ async fn listen_once(url: &str, channel: &str, wake: &Notify, shutdown: &Cancell
         }
     });
     client.batch_execute(&format!("LISTEN {channel}")).await?;
-    wake.notify_one();
+    on_event(None);
     let result = loop {
         tokio::select! {
             message = rx.recv() => match message {
-                Some(()) => wake.notify_one(),
+                Some(payload) => on_event(Some(payload)),
                 None => break Err(anyhow::anyhow!("LISTEN connection closed")),
             },
             _ = shutdown.cancelled() => break Ok(()),

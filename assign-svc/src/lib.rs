@@ -1,8 +1,18 @@
 //! assign-svc as a library: `run` starts the whole service on a given listener, so the
 //! binary and the tests start exactly the same thing.
+//!
+//! Wires the parts together (API, transactions, stream hub, scheduler, metrics); it must
+//! never hold a rule or a query itself.
 
 mod api;
+mod assigner;
+mod domain;
+mod error;
+mod hub;
+mod metrics;
+mod reassign;
 mod settings;
+mod store;
 
 pub use settings::Settings;
 
@@ -28,9 +38,23 @@ pub async fn run(settings: Settings, listener: TcpListener, shutdown: Cancellati
     let database = Database::connect_lazy(&common.database_url, common.db_pool_size as usize)?;
     let server = GrpcServer::new((&common).into());
     let limits = server.limits();
-    let api = api::Api::new(database.clone());
+    let metrics = metrics::Metrics::new();
+    let assigner = assigner::Assigner::new(database.clone());
+    let hub = hub::Hub::new(database.clone());
+    let api = api::Api::new(assigner.clone(), hub.clone(), metrics.clone(), limits.request_timeout, shutdown.clone());
     let server = server.add_service(AssignServiceServer::new(api).max_decoding_message_size(limits.max_message_bytes));
-    let parts =
-        ServiceParts { server, database, schema: SCHEMA, migrations: embedded::migrations::runner, workers: async {} };
+    let scheduler = reassign::Scheduler {
+        database: database.clone(),
+        assigner,
+        policy: domain::RetryPolicy { backoff: settings.reassign_backoff() },
+        lease: settings.reassign_lease(),
+        concurrency: settings.reassign_concurrency,
+        metrics,
+    };
+    let worker_shutdown = shutdown.clone();
+    let workers = async move {
+        tokio::join!(hub.run(worker_shutdown.clone()), scheduler.run(worker_shutdown));
+    };
+    let parts = ServiceParts { server, database, schema: SCHEMA, migrations: embedded::migrations::runner, workers };
     serve(parts, &common, listener, shutdown).await
 }

@@ -1,0 +1,147 @@
+//! The reassign scheduler: the background loop that keeps every waiting job trying.
+//!
+//! Claims due jobs with `FOR UPDATE SKIP LOCKED` and a lease (so replicas share the work
+//! and a dead replica's jobs are taken over when its lease ends), attempts each with the
+//! same transaction as `Assign`, and sleeps until the next job is due or freed capacity
+//! wakes it (PostgreSQL NOTIFY from any replica). It must never hold a row lock while it
+//! waits, and it stops after its current batch when shutdown is requested.
+
+use crate::{
+    assigner::{Assigner, Attempt, Budget, JobContext},
+    domain::RetryPolicy,
+    metrics::Metrics,
+    store::{self, ClaimedJob},
+};
+use platform::db::Database;
+use std::time::{Duration, SystemTime};
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+/// Longest sleep without looking for due jobs (a safety net for lost wake-ups).
+const MAX_IDLE: Duration = Duration::from_secs(5);
+/// Time budget of one attempt.
+const ATTEMPT_BUDGET: Duration = Duration::from_secs(10);
+/// Pause after the database failed.
+const ERROR_PAUSE: Duration = Duration::from_secs(1);
+
+/// How the scheduler runs.
+#[derive(Clone)]
+pub struct Scheduler {
+    /// Its database.
+    pub database: Database,
+    /// The transactions.
+    pub assigner: Assigner,
+    /// Retry policy of jobs.
+    pub policy: RetryPolicy,
+    /// Lease of a claimed job.
+    pub lease: Duration,
+    /// Jobs attempted at once.
+    pub concurrency: u32,
+    /// Instruments.
+    pub metrics: Metrics,
+}
+
+impl Scheduler {
+    /// Runs until `shutdown`, finishing the batch in hand.
+    pub async fn run(self, shutdown: CancellationToken) {
+        let wake = self.database.listen(store::WAKE_CHANNEL, shutdown.clone());
+        while !shutdown.is_cancelled() {
+            let claimed = async {
+                let client = self.database.client().await?;
+                store::claim_due_jobs(&client, i64::from(self.concurrency), self.lease.as_millis() as i64).await
+            }
+            .await;
+            let jobs = match claimed {
+                Ok(jobs) => jobs,
+                Err(error) => {
+                    tracing::warn!(%error, "could not claim reassign jobs");
+                    tokio::select! {
+                        _ = tokio::time::sleep(ERROR_PAUSE) => {}
+                        _ = shutdown.cancelled() => {}
+                    }
+                    continue;
+                }
+            };
+            if jobs.is_empty() {
+                let idle = self.idle_time().await;
+                tokio::select! {
+                    _ = wake.notified() => {}
+                    _ = tokio::time::sleep(idle) => {}
+                    _ = shutdown.cancelled() => {}
+                }
+                continue;
+            }
+            let mut batch = JoinSet::new();
+            for job in jobs {
+                let scheduler = self.clone();
+                batch.spawn(async move { scheduler.attempt(job).await });
+            }
+            while batch.join_next().await.is_some() {}
+        }
+    }
+
+    /// How long to sleep: until the earliest waiting job is due, at most [`MAX_IDLE`].
+    async fn idle_time(&self) -> Duration {
+        let waiting = async {
+            let client = self.database.client().await?;
+            store::waiting_jobs(&client).await
+        }
+        .await;
+        match waiting {
+            Ok((count, due_in)) => {
+                self.metrics.set_jobs_waiting(count);
+                due_in
+                    .filter(|seconds| seconds.is_finite())
+                    .map_or(MAX_IDLE, |seconds| Duration::from_secs_f64(seconds.clamp(0.0, MAX_IDLE.as_secs_f64())))
+            }
+            Err(error) => {
+                tracing::warn!(%error, "could not count waiting jobs");
+                ERROR_PAUSE
+            }
+        }
+    }
+
+    /// One attempt of a claimed job; its outcome is recorded and published by the
+    /// transaction itself.
+    #[tracing::instrument(skip_all, fields(booking.id = %job.request.booking_id, booking.version = job.request.version.get(), job.attempt = job.attempts + 1, result = tracing::field::Empty))]
+    async fn attempt(&self, job: ClaimedJob) {
+        let now = SystemTime::now();
+        let context = JobContext { job: &job, policy: self.policy, now };
+        let result = if RetryPolicy::gives_up(now, job.request.slot.start()) {
+            match self
+                .assigner
+                .record_failure(
+                    context,
+                    "the start time passed before tables were free",
+                    Budget::within(ATTEMPT_BUDGET),
+                )
+                .await
+            {
+                Ok(_) => "gave_up",
+                Err(error) => {
+                    tracing::warn!(%error, "could not record that a job gave up");
+                    "error"
+                }
+            }
+        } else {
+            match self.assigner.assign(&job.request, Budget::within(ATTEMPT_BUDGET), Some(context)).await {
+                Ok(Attempt::Assigned(_) | Attempt::AlreadyAssigned(_)) => "assigned",
+                Ok(Attempt::NoCapacity | Attempt::UnknownRestaurant) => "retrying",
+                Ok(Attempt::Older { .. } | Attempt::Released { .. }) => "superseded",
+                Ok(Attempt::JobGone) => "gone",
+                Err(error) => {
+                    tracing::warn!(%error, "reassign attempt failed");
+                    let context = JobContext { now: SystemTime::now(), ..context };
+                    if let Err(error) =
+                        self.assigner.record_failure(context, &error.reason(), Budget::within(ATTEMPT_BUDGET)).await
+                    {
+                        tracing::warn!(%error, "could not record a failed attempt; the lease will expire");
+                    }
+                    "error"
+                }
+            }
+        };
+        tracing::Span::current().record("result", result);
+        self.metrics.reassign_attempted(result);
+    }
+}

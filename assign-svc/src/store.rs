@@ -1,0 +1,683 @@
+//! Every SQL statement of assign-svc, one function per query, all prepared and cached.
+//!
+//! Owns the mapping between rows and domain types, and the NOTIFY payloads that carry
+//! job updates (`assign_updates`) and wake-ups (`assign_wake`) to every replica. It must
+//! never decide anything: the callers hold the rules and the transactions.
+
+use crate::{
+    domain::{
+        AssignRequest, Assignment, BookingId, BookingState, CombineGroup, FloorPlan, JobState, JobView, LiveAssignment,
+        PartySize, RestaurantId, Seats, Slot, Table, TableId, TableState, Version,
+    },
+    error::Error,
+};
+use deadpool_postgres::{ClientWrapper, Transaction};
+use std::time::SystemTime;
+use tokio_postgres::Row;
+use uuid::Uuid;
+
+/// NOTIFY channel of job updates; the payload is a [`JobPayload`] in JSON.
+pub const UPDATES_CHANNEL: &str = "assign_updates";
+/// NOTIFY channel that wakes schedulers (payload: the restaurant id).
+pub const WAKE_CHANNEL: &str = "assign_wake";
+
+/// Selects one `pg_notify` per row of the CTE named `$cte` (job rows), with the update as
+/// JSON: booking `b`, version `v`, state `s`, attempts `a`, next attempt `n` (µs since the
+/// epoch) and last error `e`.
+macro_rules! notify_jobs_from {
+    ($cte:literal) => {
+        concat!(
+            "SELECT pg_notify('assign_updates', json_build_object('b', booking_id, 'v', version, 's', state, ",
+            "'a', attempts, 'n', (extract(epoch FROM next_attempt_at) * 1000000)::bigint, ",
+            "'e', left(last_error, 1000))::text) FROM ",
+            $cte
+        )
+    };
+}
+
+/// A job update as carried by NOTIFY.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Deserialize)]
+pub struct JobPayload {
+    /// Booking id.
+    pub b: Uuid,
+    /// Version.
+    pub v: i64,
+    /// Stored job state.
+    pub s: String,
+    /// Attempts so far.
+    pub a: i32,
+    /// Next attempt, µs since the epoch.
+    pub n: Option<i64>,
+    /// Last error.
+    pub e: Option<String>,
+}
+
+/// A job claimed by this process under a lease.
+#[derive(Clone, Debug)]
+pub struct ClaimedJob {
+    /// What to assign.
+    pub request: AssignRequest,
+    /// Attempts before this one.
+    pub attempts: i32,
+    /// Wake-up counter at claim time.
+    pub wakes: i64,
+    /// The lease.
+    pub lease_id: Uuid,
+}
+
+fn stored<T>(what: &str, parsed: Result<T, String>) -> Result<T, Error> {
+    parsed.map_err(|reason| Error::Stored(format!("{what}: {reason}")))
+}
+
+fn slot_of(start: SystemTime, end: SystemTime) -> Result<Slot, Error> {
+    Slot::from_bounds(start, end).ok_or_else(|| Error::Stored("empty time range".into()))
+}
+
+fn table_ids_of(ids: Vec<String>) -> Result<Vec<TableId>, Error> {
+    ids.iter().map(|id| stored("table id", TableId::parse(id))).collect()
+}
+
+/// Starts the work of a transaction: sets its lock and statement timeouts to `millis`,
+/// so PostgreSQL itself stops a statement that would outlive the caller's deadline, and,
+/// with a restaurant, takes that restaurant's exclusive lock until the end of the
+/// transaction. Every transaction that reserves tables or replaces the plan of a
+/// restaurant holds that lock, so they take turns: each reads what the previous one
+/// committed, and none waits on another's reservations in a cycle.
+#[tracing::instrument(level = "debug", skip_all)]
+pub async fn begin_work(tx: &Transaction<'_>, millis: u64, restaurant_id: Option<&RestaurantId>) -> Result<(), Error> {
+    let millis = millis.max(1).to_string();
+    match restaurant_id {
+        Some(restaurant_id) => {
+            let statement = tx
+                .prepare_cached(
+                    "SELECT set_config('lock_timeout', $1, true), set_config('statement_timeout', $1, true), \
+                            pg_advisory_xact_lock(hashtextextended('assign.restaurant:' || $2, 0))",
+                )
+                .await?;
+            tx.query_one(&statement, &[&millis, &restaurant_id.as_str()]).await?;
+        }
+        None => {
+            let statement = tx
+                .prepare_cached(
+                    "SELECT set_config('lock_timeout', $1, true), set_config('statement_timeout', $1, true)",
+                )
+                .await?;
+            tx.query_one(&statement, &[&millis]).await?;
+        }
+    }
+    Ok(())
+}
+
+fn booking_state(booking_id: BookingId, row: &Row) -> Result<BookingState, Error> {
+    let held = match row.try_get::<_, Option<i64>>("assigned_version")? {
+        None => None,
+        Some(version) => Some(Assignment {
+            booking_id,
+            version: stored("assigned version", Version::parse(version))?,
+            table_ids: table_ids_of(row.try_get::<_, Option<Vec<String>>>("table_ids")?.unwrap_or_default())?,
+            slot: match (row.try_get("start_time")?, row.try_get("end_time")?) {
+                (Some(start), Some(end)) => slot_of(start, end)?,
+                _ => return Err(Error::Stored("assignment without a time range".into())),
+            },
+        }),
+    };
+    let held_restaurant = match row.try_get::<_, Option<String>>("restaurant_id")? {
+        Some(id) => Some(stored("restaurant id", RestaurantId::parse(&id))?),
+        None => None,
+    };
+    Ok(BookingState {
+        newest_version: row.try_get("newest_version")?,
+        released_version: row.try_get("released_version")?,
+        held,
+        held_restaurant,
+    })
+}
+
+/// Locks the booking's row (creating it when new) and reads its state.
+#[tracing::instrument(level = "debug", skip_all)]
+pub async fn lock_booking(tx: &Transaction<'_>, booking_id: BookingId) -> Result<BookingState, Error> {
+    let statement = tx
+        .prepare_cached(
+            "INSERT INTO assign.bookings AS b (booking_id) VALUES ($1) \
+             ON CONFLICT (booking_id) DO UPDATE SET booking_id = EXCLUDED.booking_id \
+             RETURNING newest_version, released_version, assigned_version, restaurant_id, table_ids, \
+                       lower(during) AS start_time, upper(during) AS end_time",
+        )
+        .await?;
+    let row = tx.query_one(&statement, &[&booking_id.uuid()]).await?;
+    booking_state(booking_id, &row)
+}
+
+/// Starts an assignment transaction in one statement: [`begin_work`] with the request's
+/// restaurant (timeouts, then the restaurant's exclusive lock), then [`lock_booking`].
+#[tracing::instrument(level = "debug", skip_all)]
+pub async fn start_assignment(
+    tx: &Transaction<'_>,
+    millis: u64,
+    restaurant_id: &RestaurantId,
+    booking_id: BookingId,
+) -> Result<BookingState, Error> {
+    let statement = tx
+        .prepare_cached(
+            "WITH work AS ( \
+               SELECT set_config('lock_timeout', $1, true), set_config('statement_timeout', $1, true), \
+                      pg_advisory_xact_lock(hashtextextended('assign.restaurant:' || $2, 0))) \
+             INSERT INTO assign.bookings AS b (booking_id) SELECT $3 FROM work \
+             ON CONFLICT (booking_id) DO UPDATE SET booking_id = EXCLUDED.booking_id \
+             RETURNING newest_version, released_version, assigned_version, restaurant_id, table_ids, \
+                       lower(during) AS start_time, upper(during) AS end_time",
+        )
+        .await?;
+    let row =
+        tx.query_one(&statement, &[&millis.max(1).to_string(), &restaurant_id.as_str(), &booking_id.uuid()]).await?;
+    booking_state(booking_id, &row)
+}
+
+/// The tables of a restaurant's plan, each with whether another booking holds it during
+/// the request's slot. Empty when the restaurant has no plan.
+#[tracing::instrument(level = "debug", skip_all)]
+pub async fn tables_for(tx: &Transaction<'_>, request: &AssignRequest) -> Result<Vec<TableState>, Error> {
+    let statement = tx
+        .prepare_cached(
+            "SELECT t.table_id, t.seats, t.combine_group, (busy.table_id IS NOT NULL) AS busy \
+             FROM assign.tables t \
+             LEFT JOIN (SELECT DISTINCT r.table_id FROM assign.reservations r \
+                        WHERE r.restaurant_id = $1 AND r.during && tstzrange($3, $4) AND r.booking_id <> $2) busy \
+               ON busy.table_id = t.table_id \
+             WHERE t.restaurant_id = $1",
+        )
+        .await?;
+    let rows = tx
+        .query(
+            &statement,
+            &[&request.restaurant_id.as_str(), &request.booking_id.uuid(), &request.slot.start(), &request.slot.end()],
+        )
+        .await?;
+    rows.iter()
+        .map(|row| {
+            Ok(TableState {
+                id: stored("table id", TableId::parse(row.try_get("table_id")?))?,
+                seats: stored("seats", Seats::parse(row.try_get("seats")?))?,
+                group: stored("combine group", CombineGroup::parse(row.try_get("combine_group")?))?,
+                free: !row.try_get::<_, bool>("busy")?,
+            })
+        })
+        .collect()
+}
+
+/// Deletes every reservation of a booking; returns how many tables were freed.
+#[tracing::instrument(level = "debug", skip_all)]
+pub async fn delete_reservations(tx: &Transaction<'_>, booking_id: BookingId) -> Result<u64, Error> {
+    let statement = tx.prepare_cached("DELETE FROM assign.reservations WHERE booking_id = $1").await?;
+    Ok(tx.execute(&statement, &[&booking_id.uuid()]).await?)
+}
+
+/// Reserves `table_ids` for the request and records them as the booking's assignment,
+/// finishes its waiting jobs of this version (`assigned`, counting the attempt when
+/// `by_job`) and of older versions (`superseded`), and notifies their updates. Fails with
+/// an exclusion violation (23P01) when another transaction holds one of the tables.
+#[tracing::instrument(level = "debug", skip_all)]
+pub async fn record_assignment(
+    tx: &Transaction<'_>,
+    request: &AssignRequest,
+    table_ids: &[TableId],
+    by_job: bool,
+) -> Result<(), Error> {
+    let statement = tx
+        .prepare_cached(concat!(
+            "WITH reserved AS ( \
+               INSERT INTO assign.reservations (restaurant_id, table_id, booking_id, version, during) \
+               SELECT $3, t, $1, $2, tstzrange($5, $6) FROM unnest($7::text[]) AS t RETURNING 1), \
+             booking AS ( \
+               UPDATE assign.bookings SET newest_version = GREATEST(newest_version, $2), assigned_version = $2, \
+                 restaurant_id = $3, party_size = $4, during = tstzrange($5, $6), table_ids = $7, assigned_at = now() \
+               WHERE booking_id = $1 RETURNING 1), \
+             finished AS ( \
+               UPDATE assign.jobs SET state = CASE WHEN version = $2 THEN 'assigned' ELSE 'superseded' END, \
+                 attempts = attempts + CASE WHEN $8 AND version = $2 THEN 1 ELSE 0 END, \
+                 last_error = CASE WHEN version = $2 THEN NULL ELSE last_error END, \
+                 finished_at = now(), lease_id = NULL, locked_until = NULL \
+               WHERE booking_id = $1 AND state = 'waiting' AND version <= $2 \
+               RETURNING booking_id, version, state, attempts, next_attempt_at, last_error) ",
+            notify_jobs_from!("finished")
+        ))
+        .await?;
+    let ids: Vec<&str> = table_ids.iter().map(TableId::as_str).collect();
+    tx.query(
+        &statement,
+        &[
+            &request.booking_id.uuid(),
+            &request.version.get(),
+            &request.restaurant_id.as_str(),
+            &(request.party_size.get() as i32),
+            &request.slot.start(),
+            &request.slot.end(),
+            &ids,
+            &by_job,
+        ],
+    )
+    .await?;
+    Ok(())
+}
+
+/// Records `version` as the newest seen for the booking and supersedes its older waiting
+/// job (notifying the update).
+#[tracing::instrument(level = "debug", skip_all)]
+pub async fn record_newest_version(tx: &Transaction<'_>, booking_id: BookingId, version: Version) -> Result<(), Error> {
+    let statement = tx
+        .prepare_cached(concat!(
+            "WITH booking AS ( \
+               UPDATE assign.bookings SET newest_version = GREATEST(newest_version, $2) WHERE booking_id = $1 \
+               RETURNING 1), \
+             superseded AS ( \
+               UPDATE assign.jobs SET state = 'superseded', finished_at = now(), lease_id = NULL, locked_until = NULL \
+               WHERE booking_id = $1 AND state = 'waiting' AND version < $2 \
+               RETURNING booking_id, version, state, attempts, next_attempt_at, last_error) ",
+            notify_jobs_from!("superseded")
+        ))
+        .await?;
+    tx.query(&statement, &[&booking_id.uuid(), &version.get()]).await?;
+    Ok(())
+}
+
+/// Whether this process still holds a claimed job's lease and the job still waits. Takes
+/// no lock (job rows are only locked by the last statements of a transaction, so wake-ups
+/// never wait in a cycle); the recording statements check the lease again.
+#[tracing::instrument(level = "debug", skip_all)]
+pub async fn job_still_leased(
+    tx: &Transaction<'_>,
+    booking_id: BookingId,
+    version: Version,
+    lease_id: Uuid,
+) -> Result<bool, Error> {
+    let statement = tx
+        .prepare_cached(
+            "SELECT 1 FROM assign.jobs WHERE booking_id = $1 AND version = $2 AND lease_id = $3 AND state = 'waiting'",
+        )
+        .await?;
+    Ok(tx.query_opt(&statement, &[&booking_id.uuid(), &version.get(), &lease_id]).await?.is_some())
+}
+
+/// Records a failed attempt of a leased job: one more attempt, `last_error`, and either
+/// the next attempt at `retry_at` (or now, when freed capacity woke the job since it was
+/// claimed) or, with `retry_at` None, `gave_up`. Notifies the update. False when the
+/// lease was lost meanwhile.
+#[tracing::instrument(level = "debug", skip_all)]
+pub async fn record_job_failure(
+    tx: &Transaction<'_>,
+    job: &ClaimedJob,
+    retry_at: Option<SystemTime>,
+    last_error: &str,
+) -> Result<bool, Error> {
+    let statement = tx
+        .prepare_cached(concat!(
+            "WITH failed AS ( \
+               UPDATE assign.jobs SET attempts = attempts + 1, last_error = $4, \
+                 state = CASE WHEN $5::timestamptz IS NULL THEN 'gave_up' ELSE 'waiting' END, \
+                 next_attempt_at = CASE WHEN $5::timestamptz IS NULL THEN next_attempt_at \
+                                        WHEN wakes <> $6 THEN now() ELSE $5 END, \
+                 finished_at = CASE WHEN $5::timestamptz IS NULL THEN now() END, \
+                 lease_id = NULL, locked_until = NULL \
+               WHERE booking_id = $1 AND version = $2 AND lease_id = $3 AND state = 'waiting' \
+               RETURNING booking_id, version, state, attempts, next_attempt_at, last_error) ",
+            notify_jobs_from!("failed")
+        ))
+        .await?;
+    let rows = tx
+        .query(
+            &statement,
+            &[
+                &job.request.booking_id.uuid(),
+                &job.request.version.get(),
+                &job.lease_id,
+                &last_error,
+                &retry_at,
+                &job.wakes,
+            ],
+        )
+        .await?;
+    Ok(!rows.is_empty())
+}
+
+/// Ends a leased job in a final state without counting an attempt (e.g. `superseded`
+/// when a newer version turned up), notifying the update.
+#[tracing::instrument(level = "debug", skip_all)]
+pub async fn finish_job(tx: &Transaction<'_>, job: &ClaimedJob, state: JobState) -> Result<(), Error> {
+    let statement = tx
+        .prepare_cached(concat!(
+            "WITH finished AS ( \
+               UPDATE assign.jobs SET state = $4, finished_at = now(), lease_id = NULL, locked_until = NULL \
+               WHERE booking_id = $1 AND version = $2 AND lease_id = $3 AND state = 'waiting' \
+               RETURNING booking_id, version, state, attempts, next_attempt_at, last_error) ",
+            notify_jobs_from!("finished")
+        ))
+        .await?;
+    tx.query(&statement, &[&job.request.booking_id.uuid(), &job.request.version.get(), &job.lease_id, &state.as_str()])
+        .await?;
+    Ok(())
+}
+
+/// Makes the waiting jobs of a restaurant due now (only those overlapping `slot`, when
+/// given), bumping their wake-up counter, and wakes the schedulers of every replica when
+/// there were any.
+/// Locks the jobs in booking order and must run outside other transactions.
+#[tracing::instrument(level = "debug", skip_all)]
+pub async fn wake_jobs(client: &ClientWrapper, restaurant_id: &RestaurantId, slot: Option<Slot>) -> Result<u64, Error> {
+    let statement = client
+        .prepare_cached(
+            "WITH woken AS ( \
+               UPDATE assign.jobs SET next_attempt_at = LEAST(next_attempt_at, now()), wakes = wakes + 1 \
+               WHERE booking_id IN ( \
+                 SELECT booking_id FROM assign.jobs \
+                 WHERE restaurant_id = $1 AND state = 'waiting' \
+                   AND ($2::timestamptz IS NULL OR during && tstzrange($2, $3)) \
+                 ORDER BY booking_id FOR UPDATE) \
+               RETURNING 1) \
+             SELECT count(*) AS woken FROM woken",
+        )
+        .await?;
+    let (start, end) = (slot.map(|s| s.start()), slot.map(|s| s.end()));
+    let row = client.query_one(&statement, &[&restaurant_id.as_str(), &start, &end]).await?;
+    let woken = row.try_get::<_, i64>("woken")?.max(0) as u64;
+    if woken > 0 {
+        let notify = client.prepare_cached("SELECT pg_notify('assign_wake', $1)").await?;
+        client.query_one(&notify, &[&restaurant_id.as_str()]).await?;
+    }
+    Ok(woken)
+}
+
+fn claimed_job(row: &Row) -> Result<ClaimedJob, Error> {
+    let start: SystemTime = row.try_get("start_time")?;
+    let end: SystemTime = row.try_get("end_time")?;
+    Ok(ClaimedJob {
+        request: AssignRequest {
+            booking_id: BookingId::from_uuid(row.try_get("booking_id")?),
+            version: stored("version", Version::parse(row.try_get("version")?))?,
+            restaurant_id: stored("restaurant id", RestaurantId::parse(row.try_get("restaurant_id")?))?,
+            party_size: stored("party size", PartySize::parse(row.try_get("party_size")?))?,
+            slot: slot_of(start, end)?,
+        },
+        attempts: row.try_get("attempts")?,
+        wakes: row.try_get("wakes")?,
+        lease_id: row.try_get("lease_id")?,
+    })
+}
+
+/// Claims up to `limit` due jobs whose lease is free (skipping rows other replicas are
+/// claiming), leasing them to this process for `lease_ms`.
+#[tracing::instrument(level = "debug", skip_all)]
+pub async fn claim_due_jobs(client: &ClientWrapper, limit: i64, lease_ms: i64) -> Result<Vec<ClaimedJob>, Error> {
+    let statement = client
+        .prepare_cached(
+            "WITH due AS ( \
+               SELECT booking_id FROM assign.jobs \
+               WHERE state = 'waiting' AND next_attempt_at <= now() AND (locked_until IS NULL OR locked_until < now()) \
+               ORDER BY next_attempt_at LIMIT $1 FOR UPDATE SKIP LOCKED) \
+             UPDATE assign.jobs j SET lease_id = gen_random_uuid(), locked_until = now() + $2 * interval '1 millisecond' \
+             FROM due WHERE j.booking_id = due.booking_id \
+             RETURNING j.booking_id, j.version, j.restaurant_id, j.party_size, lower(j.during) AS start_time, \
+                       upper(j.during) AS end_time, j.attempts, j.wakes, j.lease_id",
+        )
+        .await?;
+    let rows = client.query(&statement, &[&limit, &(lease_ms as f64)]).await?;
+    rows.iter().map(claimed_job).collect()
+}
+
+/// How many jobs wait, and in how many seconds the earliest of them is due (lease expiry
+/// included; 0 when overdue), by the database's clock.
+#[tracing::instrument(level = "debug", skip_all)]
+pub async fn waiting_jobs(client: &ClientWrapper) -> Result<(i64, Option<f64>), Error> {
+    let statement = client
+        .prepare_cached(
+            "SELECT count(*) AS waiting, \
+               GREATEST(0, extract(epoch FROM min(GREATEST(next_attempt_at, COALESCE(locked_until, next_attempt_at))) \
+                                        - clock_timestamp()))::float8 AS due_in \
+             FROM assign.jobs WHERE state = 'waiting'",
+        )
+        .await?;
+    let row = client.query_one(&statement, &[]).await?;
+    Ok((row.try_get("waiting")?, row.try_get("due_in")?))
+}
+
+fn job_view(row: &Row) -> Result<JobView, Error> {
+    let state: String = row.try_get("state")?;
+    Ok(JobView {
+        version: row.try_get("version")?,
+        state: JobState::parse(&state).ok_or_else(|| Error::Stored(format!("job state '{state}'")))?,
+        attempts: row.try_get("attempts")?,
+        next_attempt_at: row.try_get("next_attempt_at")?,
+        last_error: row.try_get("last_error")?,
+    })
+}
+
+/// A booking's job as an update payload (to resend after missed notifications).
+#[tracing::instrument(level = "debug", skip_all)]
+pub async fn job_payload(client: &ClientWrapper, booking_id: BookingId) -> Result<Option<JobPayload>, Error> {
+    let statement = client
+        .prepare_cached(
+            "SELECT version, state, attempts, (extract(epoch FROM next_attempt_at) * 1000000)::bigint AS next_us, \
+                    last_error FROM assign.jobs WHERE booking_id = $1",
+        )
+        .await?;
+    let Some(row) = client.query_opt(&statement, &[&booking_id.uuid()]).await? else { return Ok(None) };
+    Ok(Some(JobPayload {
+        b: booking_id.uuid(),
+        v: row.try_get("version")?,
+        s: row.try_get("state")?,
+        a: row.try_get("attempts")?,
+        n: row.try_get("next_us")?,
+        e: row.try_get("last_error")?,
+    }))
+}
+
+/// Locks and reads a booking's job, if it has one.
+#[tracing::instrument(level = "debug", skip_all)]
+pub async fn lock_job(tx: &Transaction<'_>, booking_id: BookingId) -> Result<Option<JobView>, Error> {
+    let statement = tx
+        .prepare_cached(
+            "SELECT version, state, attempts, next_attempt_at, last_error FROM assign.jobs WHERE booking_id = $1 \
+             FOR UPDATE",
+        )
+        .await?;
+    tx.query_opt(&statement, &[&booking_id.uuid()]).await?.as_ref().map(job_view).transpose()
+}
+
+/// Creates or replaces the booking's job with a fresh one for the request, due now, and
+/// records its version as the newest seen.
+#[tracing::instrument(level = "debug", skip_all)]
+pub async fn put_job(tx: &Transaction<'_>, request: &AssignRequest) -> Result<(), Error> {
+    let statement = tx
+        .prepare_cached(
+            "WITH booking AS ( \
+               UPDATE assign.bookings SET newest_version = GREATEST(newest_version, $2) WHERE booking_id = $1 \
+               RETURNING 1) \
+             INSERT INTO assign.jobs AS j (booking_id, version, restaurant_id, party_size, during, state, attempts, \
+                                          next_attempt_at, last_error, wakes, lease_id, locked_until, submitted_at, \
+                                          finished_at) \
+             VALUES ($1, $2, $3, $4, tstzrange($5, $6), 'waiting', 0, now(), NULL, 0, NULL, NULL, now(), NULL) \
+             ON CONFLICT (booking_id) DO UPDATE SET version = EXCLUDED.version, restaurant_id = EXCLUDED.restaurant_id, \
+               party_size = EXCLUDED.party_size, during = EXCLUDED.during, state = 'waiting', attempts = 0, \
+               next_attempt_at = now(), last_error = NULL, lease_id = NULL, locked_until = NULL, \
+               submitted_at = now(), finished_at = NULL",
+        )
+        .await?;
+    tx.execute(
+        &statement,
+        &[
+            &request.booking_id.uuid(),
+            &request.version.get(),
+            &request.restaurant_id.as_str(),
+            &(request.party_size.get() as i32),
+            &request.slot.start(),
+            &request.slot.end(),
+        ],
+    )
+    .await?;
+    Ok(())
+}
+
+/// Puts a cancelled job of this version back to waiting, due now, attempts kept.
+#[tracing::instrument(level = "debug", skip_all)]
+pub async fn reopen_job(tx: &Transaction<'_>, booking_id: BookingId, version: Version) -> Result<(), Error> {
+    let statement = tx
+        .prepare_cached(
+            "UPDATE assign.jobs SET state = 'waiting', next_attempt_at = now(), finished_at = NULL, lease_id = NULL, \
+               locked_until = NULL WHERE booking_id = $1 AND version = $2",
+        )
+        .await?;
+    tx.execute(&statement, &[&booking_id.uuid(), &version.get()]).await?;
+    Ok(())
+}
+
+/// Notifies a `superseded` update for a job version that a submit just replaced.
+#[tracing::instrument(level = "debug", skip_all)]
+pub async fn notify_superseded(
+    tx: &Transaction<'_>,
+    booking_id: BookingId,
+    version: i64,
+    attempts: i32,
+) -> Result<(), Error> {
+    let statement = tx
+        .prepare_cached(
+            "SELECT pg_notify('assign_updates', json_build_object('b', $1::uuid, 'v', $2::bigint, 's', 'superseded', \
+               'a', $3::int, 'n', NULL, 'e', NULL)::text)",
+        )
+        .await?;
+    tx.query_one(&statement, &[&booking_id.uuid(), &version, &attempts]).await?;
+    Ok(())
+}
+
+/// Wakes the schedulers of every replica (on commit).
+#[tracing::instrument(level = "debug", skip_all)]
+pub async fn notify_wake(tx: &Transaction<'_>, restaurant_id: &RestaurantId) -> Result<(), Error> {
+    let statement = tx.prepare_cached("SELECT pg_notify('assign_wake', $1)").await?;
+    tx.query_one(&statement, &[&restaurant_id.as_str()]).await?;
+    Ok(())
+}
+
+/// Ends the booking's waiting job (the stream's client stopped caring); its tables stay.
+#[tracing::instrument(level = "debug", skip_all)]
+pub async fn cancel_job(client: &ClientWrapper, booking_id: BookingId) -> Result<bool, Error> {
+    let statement = client
+        .prepare_cached(
+            "UPDATE assign.jobs SET state = 'cancelled', finished_at = now(), lease_id = NULL, locked_until = NULL \
+             WHERE booking_id = $1 AND state = 'waiting'",
+        )
+        .await?;
+    Ok(client.execute(&statement, &[&booking_id.uuid()]).await? > 0)
+}
+
+/// Releases a booking: drops its reservations and assignment, records the newest version
+/// seen as released, and ends its job. Returns the tables freed and where they were.
+#[tracing::instrument(level = "debug", skip_all)]
+pub async fn release(tx: &Transaction<'_>, booking_id: BookingId) -> Result<u64, Error> {
+    let statement = tx
+        .prepare_cached(
+            "WITH freed AS (DELETE FROM assign.reservations WHERE booking_id = $1 RETURNING 1), \
+             booking AS ( \
+               UPDATE assign.bookings SET released_version = newest_version, assigned_version = NULL, \
+                 restaurant_id = NULL, party_size = NULL, during = NULL, table_ids = NULL, assigned_at = NULL \
+               WHERE booking_id = $1 RETURNING 1), \
+             job AS ( \
+               UPDATE assign.jobs SET state = 'released', finished_at = now(), lease_id = NULL, locked_until = NULL \
+               WHERE booking_id = $1 AND state = 'waiting' RETURNING 1) \
+             SELECT (SELECT count(*) FROM freed) AS freed",
+        )
+        .await?;
+    let row = tx.query_one(&statement, &[&booking_id.uuid()]).await?;
+    Ok(row.try_get::<_, i64>("freed")?.max(0) as u64)
+}
+
+/// The assignment a booking holds, if any.
+#[tracing::instrument(level = "debug", skip_all)]
+pub async fn assignment_of(client: &ClientWrapper, booking_id: BookingId) -> Result<Option<Assignment>, Error> {
+    let statement = client
+        .prepare_cached(
+            "SELECT newest_version, released_version, assigned_version, restaurant_id, table_ids, \
+                    lower(during) AS start_time, \
+                    upper(during) AS end_time FROM assign.bookings WHERE booking_id = $1",
+        )
+        .await?;
+    match client.query_opt(&statement, &[&booking_id.uuid()]).await? {
+        Some(row) => Ok(booking_state(booking_id, &row)?.held),
+        None => Ok(None),
+    }
+}
+
+/// The live (not yet ended) assignments of a restaurant.
+#[tracing::instrument(level = "debug", skip_all)]
+pub async fn live_assignments(
+    tx: &Transaction<'_>,
+    restaurant_id: &RestaurantId,
+) -> Result<Vec<LiveAssignment>, Error> {
+    let statement = tx
+        .prepare_cached(
+            "SELECT booking_id, party_size, table_ids FROM assign.bookings \
+             WHERE restaurant_id = $1 AND assigned_version IS NOT NULL AND upper(during) > now()",
+        )
+        .await?;
+    let rows = tx.query(&statement, &[&restaurant_id.as_str()]).await?;
+    rows.iter()
+        .map(|row| {
+            Ok(LiveAssignment {
+                booking_id: BookingId::from_uuid(row.try_get("booking_id")?),
+                party_size: stored("party size", PartySize::parse(row.try_get("party_size")?))?,
+                table_ids: table_ids_of(row.try_get("table_ids")?)?,
+            })
+        })
+        .collect()
+}
+
+/// Replaces a restaurant's tables with the plan's; returns when the plan was stored.
+#[tracing::instrument(level = "debug", skip_all)]
+pub async fn replace_plan(tx: &Transaction<'_>, plan: &FloorPlan) -> Result<SystemTime, Error> {
+    let upsert = tx
+        .prepare_cached(
+            "INSERT INTO assign.restaurants (restaurant_id, updated_at) VALUES ($1, clock_timestamp()) \
+             ON CONFLICT (restaurant_id) DO UPDATE SET updated_at = clock_timestamp() RETURNING updated_at",
+        )
+        .await?;
+    let delete = tx.prepare_cached("DELETE FROM assign.tables WHERE restaurant_id = $1").await?;
+    let insert = tx
+        .prepare_cached(
+            "INSERT INTO assign.tables (restaurant_id, table_id, seats, combine_group) \
+             SELECT $1, t.id, t.seats, t.grp FROM unnest($2::text[], $3::int[], $4::text[]) AS t(id, seats, grp)",
+        )
+        .await?;
+    let restaurant = plan.restaurant_id().as_str();
+    let ids: Vec<&str> = plan.tables().iter().map(|t| t.id.as_str()).collect();
+    let seats: Vec<i32> = plan.tables().iter().map(|t| t.seats.get() as i32).collect();
+    let groups: Vec<&str> = plan.tables().iter().map(|t| t.combine_group.as_str()).collect();
+    let row = tx.query_one(&upsert, &[&restaurant]).await?;
+    tx.execute(&delete, &[&restaurant]).await?;
+    tx.execute(&insert, &[&restaurant, &ids, &seats, &groups]).await?;
+    Ok(row.try_get("updated_at")?)
+}
+
+/// A restaurant's stored plan and when it was last replaced.
+#[tracing::instrument(level = "debug", skip_all)]
+pub async fn plan_of(
+    client: &ClientWrapper,
+    restaurant_id: &RestaurantId,
+) -> Result<Option<(FloorPlan, SystemTime)>, Error> {
+    let statement = client
+        .prepare_cached(
+            "SELECT r.updated_at, t.table_id, t.seats, t.combine_group FROM assign.restaurants r \
+             JOIN assign.tables t USING (restaurant_id) WHERE r.restaurant_id = $1 ORDER BY t.table_id",
+        )
+        .await?;
+    let rows = client.query(&statement, &[&restaurant_id.as_str()]).await?;
+    let Some(first) = rows.first() else { return Ok(None) };
+    let updated_at: SystemTime = first.try_get("updated_at")?;
+    let tables = rows
+        .iter()
+        .map(|row| {
+            Ok(Table {
+                id: stored("table id", TableId::parse(row.try_get("table_id")?))?,
+                seats: stored("seats", Seats::parse(row.try_get("seats")?))?,
+                combine_group: stored("combine group", CombineGroup::parse(row.try_get("combine_group")?))?,
+            })
+        })
+        .collect::<Result<Vec<_>, Error>>()?;
+    Ok(Some((FloorPlan::from_stored(restaurant_id.clone(), tables), updated_at)))
+}

@@ -144,3 +144,110 @@ async fn a_service_exports_its_spans_and_metrics_over_otlp_and_flushes_on_shutdo
         collector.metrics()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_command_stack_starts_from_nothing_and_confirms_a_grpcurl_create_and_edit() {
+    use std::time::Duration;
+    use tokio::io::{AsyncBufReadExt, BufReader};
+
+    let mail = tempfile::tempdir().expect("mail dir");
+    let (booking, assign, notify) = (support::free_port(), support::free_port(), support::free_port());
+    let dead_database = format!("postgres://postgres@127.0.0.1:{}/postgres", support::free_port());
+    let mut stack = tokio::process::Command::new(support::process::binary("booking-stack"))
+        .env("DATABASE_URL", &dead_database)
+        .env("MAIL_DIR", mail.path())
+        .env("RUST_LOG", "warn")
+        .args([
+            "--booking-port",
+            &booking.to_string(),
+            "--assign-port",
+            &assign.to_string(),
+            "--notify-port",
+            &notify.to_string(),
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start booking-stack");
+    let stderr = stack.stderr.take().expect("stderr");
+    let said = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    let said_writer = said.clone();
+    tokio::spawn(async move {
+        let mut lines = BufReader::new(stderr).lines();
+        while let Ok(Some(line)) = lines.next_line().await {
+            said_writer.lock().expect("log").push_str(&(line + "\n"));
+        }
+    });
+    let mut stdout = BufReader::new(stack.stdout.take().expect("stdout")).lines();
+    let up = tokio::time::timeout(Duration::from_secs(120), async {
+        while let Ok(Some(line)) = stdout.next_line().await {
+            if line.contains("The stack is up") {
+                return true;
+            }
+        }
+        false
+    })
+    .await;
+    assert_eq!(up, Ok(true), "the stack did not come up:\n{}", said.lock().expect("log"));
+    assert!(
+        said.lock().expect("log").contains("private throwaway cluster"),
+        "it should say it started its own PostgreSQL"
+    );
+
+    let addr = format!("127.0.0.1:{booking}");
+    let start = prost_types::Timestamp {
+        seconds: (std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("now").as_secs() / 86_400
+            + 2) as i64
+            * 86_400
+            + 19 * 3600,
+        nanos: 0,
+    };
+    let later = prost_types::Timestamp { seconds: start.seconds + 3600, nanos: 0 };
+    let created = support::grpcurl::call(
+        &addr,
+        "booking.v1.BookingService/CreateBooking",
+        &serde_json::json!({
+            "restaurantId": "demo-bistro",
+            "guest": { "name": "Ada Lovelace", "email": "ada@example.com" },
+            "partySize": 4,
+            "startTime": start.to_string(),
+        }),
+    )
+    .await;
+    assert_eq!(created["outcome"], "OUTCOME_CONFIRMED", "{created}");
+    let id = created["booking"]["id"].as_str().expect("booking id").to_string();
+    let edited = support::grpcurl::call(
+        &addr,
+        "booking.v1.BookingService/EditBooking",
+        &serde_json::json!({ "bookingId": id, "startTime": later.to_string(), "partySize": 6 }),
+    )
+    .await;
+    assert_eq!(edited["outcome"], "OUTCOME_CONFIRMED", "{edited}");
+    assert_eq!(edited["booking"]["version"], "2");
+
+    let emails = support::eventually(Duration::from_secs(20), "two .eml files", || async {
+        let files: Vec<_> = std::fs::read_dir(mail.path())
+            .map(|d| d.filter_map(|e| e.ok()).filter(|e| e.path().extension().is_some_and(|x| x == "eml")).collect())
+            .unwrap_or_default();
+        (files.len() >= 2).then_some(files)
+    })
+    .await;
+    let mut kinds: Vec<String> = emails
+        .iter()
+        .map(|e| std::fs::read_to_string(e.path()).unwrap_or_default())
+        .filter_map(|text| {
+            text.lines()
+                .find(|l| l.starts_with("X-Notification-Key:"))
+                .map(|l| l.rsplit(':').nth(1).unwrap_or("").to_string())
+        })
+        .collect();
+    kinds.sort();
+    assert_eq!(kinds, ["BOOKING_CONFIRMED", "MODIFICATION_CONFIRMED"]);
+
+    let pid = stack.id().expect("pid").to_string();
+    let _ = std::process::Command::new("kill").args(["-TERM", &pid]).status();
+    let status = tokio::time::timeout(Duration::from_secs(30), stack.wait()).await.expect("stack stops").expect("wait");
+    assert!(status.success(), "{}", said.lock().expect("log"));
+    assert!(said.lock().expect("log").contains("removing the private PostgreSQL cluster"));
+}

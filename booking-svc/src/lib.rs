@@ -1,17 +1,32 @@
 //! booking-svc as a library: `run` starts the whole service on a given listener, so the
-//! binary and the tests start exactly the same thing.
+//! binary and the tests start exactly the same thing. It wires the API, the flows and the
+//! three workers (outbox, reassign dispatcher, release); it holds no rule itself.
 
 mod api;
+pub mod crash;
+pub mod domain;
+mod error;
+mod flow;
+mod metrics;
+mod outbox;
+mod reassign;
+mod release;
 mod settings;
+mod store;
 
 pub use settings::Settings;
 
 use platform::{
     db::Database,
     grpc::GrpcServer,
-    proto::booking::v1::booking_service_server::BookingServiceServer,
+    proto::{
+        assign::v1::assign_service_client::AssignServiceClient,
+        booking::v1::booking_service_server::BookingServiceServer,
+        notify::v1::notify_service_client::NotifyServiceClient,
+    },
     service::{ServiceParts, serve},
 };
+use std::sync::Arc;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
@@ -26,11 +41,74 @@ pub const SCHEMA: &str = "booking";
 pub async fn run(settings: Settings, listener: TcpListener, shutdown: CancellationToken) -> anyhow::Result<()> {
     let common = settings.common.clone();
     let database = Database::connect_lazy(&common.database_url, common.db_pool_size as usize)?;
+    let assign = AssignServiceClient::new(platform::grpc::connect(&settings.assign_url)?);
+    let notify = NotifyServiceClient::new(platform::grpc::connect(&settings.notify_url)?);
+    let metrics = metrics::Metrics::new();
+    let crash = crash::CrashHook::new(settings.crash_at);
+
+    let (dispatcher, handle) = reassign::Dispatcher::new(
+        database.clone(),
+        assign.clone(),
+        reassign::DispatcherSettings {
+            lease: settings.job_lease(),
+            reconnect: settings.backoff(),
+            connect_timeout: settings.peer_timeout(),
+            poll: settings.worker_poll(),
+            max_jobs: settings.reassign_max_jobs as usize,
+        },
+        metrics.clone(),
+        crash,
+    );
+    let flow = Arc::new(flow::Flow::new(
+        database.clone(),
+        assign.clone(),
+        flow::InlineSettings {
+            enabled: settings.inline_assign,
+            timeout: settings.inline_assign_timeout(),
+            margin: settings.inline_deadline_margin(),
+            record_grace: settings.inline_record_grace(),
+        },
+        metrics.clone(),
+        crash,
+        handle,
+    ));
+    let outbox = outbox::OutboxWorker::new(
+        database.clone(),
+        notify,
+        outbox::OutboxSettings {
+            lease: settings.task_lease(),
+            backoff: settings.backoff(),
+            send_timeout: settings.peer_timeout(),
+            poll: settings.worker_poll(),
+            batch: 16,
+        },
+        metrics.clone(),
+        crash,
+    );
+    let release = release::ReleaseWorker::new(
+        database.clone(),
+        assign,
+        release::ReleaseSettings {
+            lease: settings.task_lease(),
+            backoff: settings.backoff(),
+            timeout: settings.peer_timeout(),
+            poll: settings.worker_poll(),
+        },
+        crash,
+    );
+
     let server = GrpcServer::new((&common).into());
     let limits = server.limits();
-    let api = api::Api::new(database.clone());
+    let api = api::Api::new(flow);
     let server = server.add_service(BookingServiceServer::new(api).max_decoding_message_size(limits.max_message_bytes));
-    let parts =
-        ServiceParts { server, database, schema: SCHEMA, migrations: embedded::migrations::runner, workers: async {} };
+    let worker_shutdown = shutdown.clone();
+    let workers = async move {
+        tokio::join!(
+            outbox.run(worker_shutdown.clone()),
+            dispatcher.run(worker_shutdown.clone()),
+            release.run(worker_shutdown),
+        );
+    };
+    let parts = ServiceParts { server, database, schema: SCHEMA, migrations: embedded::migrations::runner, workers };
     serve(parts, &common, listener, shutdown).await
 }

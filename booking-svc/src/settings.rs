@@ -35,6 +35,57 @@ pub struct Settings {
           value_parser = clap::value_parser!(u64).range(1..=60_000))]
     pub inline_assign_timeout_ms: u64,
 
+    /// Time kept between the inline deadline and the caller's own gRPC deadline, for
+    /// recording the result and answering, in milliseconds.
+    #[arg(long = "inline-deadline-margin-ms", env = "INLINE_DEADLINE_MARGIN_MS", value_name = "INLINE_DEADLINE_MARGIN_MS", default_value_t = 50,
+          value_parser = clap::value_parser!(u64).range(0..=10_000))]
+    pub inline_deadline_margin_ms: u64,
+
+    /// How long after the inline window the background takes over a create or edit whose
+    /// request died before recording its inline result (a crash), in milliseconds.
+    #[arg(long = "inline-record-grace-ms", env = "INLINE_RECORD_GRACE_MS", value_name = "INLINE_RECORD_GRACE_MS", default_value_t = 1_000,
+          value_parser = clap::value_parser!(u64).range(0..=600_000))]
+    pub inline_record_grace_ms: u64,
+
+    /// Lease on a claimed email, release task or reassign job, in milliseconds; work of a
+    /// dead replica is taken over when its lease runs out. At least twice PEER_TIMEOUT_MS
+    /// is used for emails and releases.
+    #[arg(long = "worker-lease-ms", env = "WORKER_LEASE_MS", value_name = "WORKER_LEASE_MS", default_value_t = 30_000,
+          value_parser = clap::value_parser!(u64).range(300..=3_600_000))]
+    pub worker_lease_ms: u64,
+
+    /// First retry delay of the outbox and release workers and of Reassign reconnects, in
+    /// milliseconds (doubling, with jitter).
+    #[arg(long = "worker-backoff-base-ms", env = "WORKER_BACKOFF_BASE_MS", value_name = "WORKER_BACKOFF_BASE_MS", default_value_t = 250,
+          value_parser = clap::value_parser!(u64).range(1..=600_000))]
+    pub worker_backoff_base_ms: u64,
+
+    /// Longest retry delay of the workers and of Reassign reconnects, in milliseconds.
+    #[arg(long = "worker-backoff-max-ms", env = "WORKER_BACKOFF_MAX_MS", value_name = "WORKER_BACKOFF_MAX_MS", default_value_t = 60_000,
+          value_parser = clap::value_parser!(u64).range(1..=3_600_000))]
+    pub worker_backoff_max_ms: u64,
+
+    /// Longest poll interval of the workers when no wake-up arrives, in milliseconds.
+    #[arg(long = "worker-poll-ms", env = "WORKER_POLL_MS", value_name = "WORKER_POLL_MS", default_value_t = 5_000,
+          value_parser = clap::value_parser!(u64).range(10..=600_000))]
+    pub worker_poll_ms: u64,
+
+    /// Deadline of background calls to the peers (SendOnce, Release, opening the Reassign
+    /// stream), in milliseconds.
+    #[arg(long = "peer-timeout-ms", env = "PEER_TIMEOUT_MS", value_name = "PEER_TIMEOUT_MS", default_value_t = 5_000,
+          value_parser = clap::value_parser!(u64).range(10..=600_000))]
+    pub peer_timeout_ms: u64,
+
+    /// Most reassign jobs this process tracks on its Reassign stream at once.
+    #[arg(long = "reassign-max-jobs", env = "REASSIGN_MAX_JOBS", value_name = "REASSIGN_MAX_JOBS", default_value_t = 1_000,
+          value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub reassign_max_jobs: u32,
+
+    /// TEST HOOK, never set in production: abort the process (as a crash would) when the
+    /// flow reaches this point.
+    #[arg(long = "crash-at", env = "CRASH_AT", value_name = "CRASH_AT", value_enum, hide = true)]
+    pub crash_at: Option<crate::crash::CrashPoint>,
+
     #[command(flatten)]
     pub common: CommonSettings,
 }
@@ -52,5 +103,43 @@ impl Settings {
     /// Longest wait for the inline assignment.
     pub fn inline_assign_timeout(&self) -> Duration {
         Duration::from_millis(self.inline_assign_timeout_ms)
+    }
+
+    /// Time kept for recording and answering before the caller's deadline.
+    pub fn inline_deadline_margin(&self) -> Duration {
+        Duration::from_millis(self.inline_deadline_margin_ms)
+    }
+
+    /// Delay after the inline window before the background recovers an unrecorded request.
+    pub fn inline_record_grace(&self) -> Duration {
+        Duration::from_millis(self.inline_record_grace_ms)
+    }
+
+    /// The lease on claimed reassign jobs.
+    pub fn job_lease(&self) -> Duration {
+        Duration::from_millis(self.worker_lease_ms)
+    }
+
+    /// The lease on claimed emails and release tasks: longer than a peer call can take.
+    pub fn task_lease(&self) -> Duration {
+        Duration::from_millis(self.worker_lease_ms).max(self.peer_timeout() * 2)
+    }
+
+    /// Retry policy of the workers and reconnects.
+    pub fn backoff(&self) -> platform::backoff::Backoff {
+        platform::backoff::Backoff::new(
+            Duration::from_millis(self.worker_backoff_base_ms),
+            Duration::from_millis(self.worker_backoff_max_ms.max(self.worker_backoff_base_ms)),
+        )
+    }
+
+    /// Longest poll interval of the workers.
+    pub fn worker_poll(&self) -> Duration {
+        Duration::from_millis(self.worker_poll_ms)
+    }
+
+    /// Deadline of background peer calls.
+    pub fn peer_timeout(&self) -> Duration {
+        Duration::from_millis(self.peer_timeout_ms)
     }
 }

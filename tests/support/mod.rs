@@ -10,6 +10,7 @@ pub mod otlp;
 pub mod process;
 pub mod services;
 pub mod smtp;
+pub mod stack;
 
 use std::{future::Future, time::Duration};
 

@@ -1,0 +1,486 @@
+//! The create, edit and cancel flows of ARCHITECTURE.md, step by step: apply in one
+//! transaction (row lock, version check, no-op detection, durable reassign job), the
+//! inline `Assign` with a bounded deadline, then record the result in one transaction
+//! with the right outbox row, and answer. Also the reads. It owns the transaction
+//! boundaries; it never holds a transaction or row lock across a network call and never
+//! sends email (the outbox worker does).
+
+use crate::{
+    crash::{CrashHook, CrashPoint},
+    domain::{
+        Booking, BookingStatus, EmailKind, Event, EventType,
+        booking::{
+            CancelPlan, CancelRequest, EditPlan, EditRequest, NewBooking, Refusal, check_editable, plan_cancel,
+            plan_edit,
+        },
+        emails::EmailPayload,
+        inline::{InlineAttempt, InlineResult, Outcome, inline_deadline},
+        paging::{ListQuery, encode_token},
+        reassign::JobState,
+        values::{BookingId, IdempotencyKey, truncate_to_micros},
+    },
+    error::Error,
+    metrics::Metrics,
+    reassign::DispatcherHandle,
+    store::{self, Carrier},
+};
+use deadpool_postgres::GenericClient;
+use platform::{
+    db::Database,
+    grpc::Channel,
+    proto::{
+        assign::v1::{AssignOutcome, AssignRequest, assign_service_client::AssignServiceClient},
+        duration, timestamp,
+    },
+    telemetry::current_context_carrier,
+};
+use serde_json::json;
+use std::{
+    sync::Arc,
+    time::{Duration, Instant, SystemTime},
+};
+use uuid::Uuid;
+
+type Result<T> = std::result::Result<T, Error>;
+
+const CREATE: &str = "CreateBooking";
+const EDIT: &str = "EditBooking";
+const CANCEL: &str = "CancelBooking";
+
+/// Settings of the inline attempt.
+#[derive(Clone, Copy, Debug)]
+pub struct InlineSettings {
+    pub enabled: bool,
+    pub timeout: Duration,
+    pub margin: Duration,
+    pub record_grace: Duration,
+}
+
+/// What a create or edit answers.
+#[derive(Clone, Debug)]
+pub struct Answer {
+    pub booking: Booking,
+    pub outcome: Outcome,
+    pub inline: InlineAttempt,
+}
+
+impl Answer {
+    fn replay(booking: Booking) -> Self {
+        Self { booking, outcome: Outcome::Unchanged, inline: InlineAttempt::skipped() }
+    }
+}
+
+/// The flows, shared by all calls.
+pub struct Flow {
+    db: Database,
+    assign: AssignServiceClient<Channel>,
+    inline: InlineSettings,
+    metrics: Arc<Metrics>,
+    crash: CrashHook,
+    dispatcher: DispatcherHandle,
+}
+
+impl Flow {
+    pub fn new(
+        db: Database,
+        assign: AssignServiceClient<Channel>,
+        inline: InlineSettings,
+        metrics: Arc<Metrics>,
+        crash: CrashHook,
+        dispatcher: DispatcherHandle,
+    ) -> Self {
+        Self { db, assign, inline, metrics, crash, dispatcher }
+    }
+
+    /// Creates a booking: apply (version 1, PENDING, job), inline attempt, record, answer.
+    /// `caller_deadline` is when the caller stops waiting (from `grpc-timeout`).
+    #[tracing::instrument(skip_all, fields(booking.id = tracing::field::Empty, booking.version = 1, outcome = tracing::field::Empty))]
+    pub async fn create(&self, request: NewBooking, caller_deadline: Option<Instant>) -> Result<Answer> {
+        let started = Instant::now();
+        let now = truncate_to_micros(SystemTime::now());
+        let id = BookingId::generate();
+        tracing::Span::current().record("booking.id", tracing::field::display(id));
+        let fingerprint = request.fingerprint();
+        let carrier = current_context_carrier();
+        let window = self.deadline(caller_deadline, Duration::ZERO);
+        let booking = request.into_booking(id, now);
+        {
+            let mut client = self.db.client().await?;
+            let tx = client.transaction().await.map_err(db)?;
+            if let Some(key) = &request.idempotency_key
+                && let Some(used) = store::claim_key(&tx, CREATE, key.as_str(), &fingerprint, id.uuid()).await?
+            {
+                drop(tx);
+                return self.replay(&client, used, &fingerprint).await;
+            }
+            store::insert_booking(&tx, &booking).await?;
+            let detail = json!({
+                "restaurant_id": booking.restaurant_id,
+                "party_size": booking.party_size,
+                "start_time": crate::domain::booking::rfc3339(booking.start_time),
+                "duration_s": booking.duration.as_secs(),
+                "suppress_emails": request.suppress_emails,
+            });
+            let events = [Event::new(EventType::Created, 1, detail)];
+            let due_in = window + self.inline.record_grace;
+            tokio::try_join!(
+                store::append_history(&tx, id.uuid(), &events),
+                store::insert_job(&tx, id.uuid(), 1, due_in, false, request.suppress_emails, &carrier),
+            )?;
+            tx.commit().await.map_err(db)?;
+        }
+        self.crash.reached(CrashPoint::CreateAfterApply);
+        let deadline = self.deadline(caller_deadline, started.elapsed());
+        let attempt = self.attempt_inline(&booking, deadline).await;
+        let key = request.idempotency_key.as_ref().map(|k| (CREATE, k));
+        let answer = self.record(&booking, attempt, request.suppress_emails, key, &carrier).await?;
+        tracing::Span::current().record("outcome", tracing::field::debug(answer.outcome));
+        Ok(answer)
+    }
+
+    /// Edits a booking: apply (lock, version check, no-op detection, new version, job),
+    /// inline attempt, record, answer.
+    #[tracing::instrument(skip_all, fields(booking.id = %request.booking_id, booking.version = tracing::field::Empty, outcome = tracing::field::Empty))]
+    pub async fn edit(&self, request: EditRequest, caller_deadline: Option<Instant>) -> Result<Answer> {
+        let started = Instant::now();
+        let now = truncate_to_micros(SystemTime::now());
+        let id = request.booking_id.uuid();
+        let fingerprint = request.fingerprint();
+        let carrier = current_context_carrier();
+        let window = self.deadline(caller_deadline, Duration::ZERO);
+        let next = {
+            let mut client = self.db.client().await?;
+            let tx = client.transaction().await.map_err(db)?;
+            if let Some(key) = &request.idempotency_key
+                && let Some(used) = store::claim_key(&tx, EDIT, key.as_str(), &fingerprint, id).await?
+            {
+                drop(tx);
+                return self.replay(&client, used, &fingerprint).await;
+            }
+            let current = store::lock_booking(&tx, id).await?.ok_or(Error::NotFound(id))?;
+            check_editable(&current, request.expected_version).map_err(|r| refused(r, id))?;
+            match plan_edit(&current, &request.changes, now) {
+                EditPlan::Unchanged => {
+                    tracing::Span::current().record("booking.version", current.version);
+                    let detail = json!({ "reason": "every requested value equals the current one" });
+                    let events = [Event::new(EventType::EditUnchanged, current.version, detail)];
+                    let answer = snapshot(&current)?;
+                    tokio::try_join!(store::append_history(&tx, id, &events), async {
+                        match &request.idempotency_key {
+                            Some(key) => store::save_key_response(&tx, EDIT, key.as_str(), &answer).await,
+                            None => Ok(()),
+                        }
+                    })?;
+                    tx.commit().await.map_err(db)?;
+                    tracing::Span::current().record("outcome", "Unchanged");
+                    return Ok(Answer::replay(current));
+                }
+                EditPlan::Changed { next, changes } => {
+                    tracing::Span::current().record("booking.version", next.version);
+                    let changed: serde_json::Map<String, serde_json::Value> = changes
+                        .into_iter()
+                        .map(|c| (c.field.to_string(), json!({ "from": c.from, "to": c.to })))
+                        .collect();
+                    let detail = json!({ "changes": changed, "suppress_emails": request.suppress_emails });
+                    let events = [Event::new(EventType::Edited, next.version, detail)];
+                    let due_in = window + self.inline.record_grace;
+                    // Independent statements, pipelined on the connection.
+                    tokio::try_join!(
+                        store::store_new_version(&tx, &next),
+                        store::replace_job(&tx, id, next.version, due_in, request.suppress_emails, &carrier),
+                        store::append_history(&tx, id, &events),
+                    )?;
+                    tx.commit().await.map_err(db)?;
+                    *next
+                }
+            }
+        };
+        self.crash.reached(CrashPoint::EditAfterApply);
+        let deadline = self.deadline(caller_deadline, started.elapsed());
+        let attempt = self.attempt_inline(&next, deadline).await;
+        self.crash.reached(CrashPoint::EditAfterInlineAssign);
+        let key = request.idempotency_key.as_ref().map(|k| (EDIT, k));
+        let answer = self.record(&next, attempt, request.suppress_emails, key, &carrier).await?;
+        self.crash.reached(CrashPoint::EditAfterRecord);
+        tracing::Span::current().record("outcome", tracing::field::debug(answer.outcome));
+        Ok(answer)
+    }
+
+    /// Cancels a booking: status CANCELLED, open jobs closed, a durable release task and
+    /// the BOOKING_CANCELLED email, in one transaction; then tells the Reassign stream.
+    #[tracing::instrument(skip_all, fields(booking.id = %request.booking_id))]
+    pub async fn cancel(&self, request: CancelRequest) -> Result<Booking> {
+        let now = truncate_to_micros(SystemTime::now());
+        let id = request.booking_id.uuid();
+        let fingerprint = request.fingerprint();
+        let carrier = current_context_carrier();
+        let booking = {
+            let mut client = self.db.client().await?;
+            let tx = client.transaction().await.map_err(db)?;
+            if let Some(key) = &request.idempotency_key
+                && let Some(used) = store::claim_key(&tx, CANCEL, key.as_str(), &fingerprint, id).await?
+            {
+                drop(tx);
+                return Ok(self.replay(&client, used, &fingerprint).await?.booking);
+            }
+            let current = store::lock_booking(&tx, id).await?.ok_or(Error::NotFound(id))?;
+            let booking = match plan_cancel(&current, request.expected_version, now).map_err(|r| refused(r, id))? {
+                CancelPlan::AlreadyCancelled => current,
+                CancelPlan::Cancel(_) => {
+                    let (booking, _) = store::set_status(&tx, id, BookingStatus::Cancelled, &[], now).await?;
+                    store::close_open_jobs(&tx, id, JobState::Cancelled).await?;
+                    store::enqueue_release(&tx, id, &carrier).await?;
+                    let mut events = vec![Event::new(
+                        EventType::Cancelled,
+                        booking.version,
+                        json!({ "suppress_emails": request.suppress_emails }),
+                    )];
+                    let mut channels = vec![store::RELEASE_CHANNEL];
+                    queue_email(
+                        &tx,
+                        &booking,
+                        EmailKind::BookingCancelled,
+                        request.suppress_emails,
+                        &carrier,
+                        &mut events,
+                        &mut channels,
+                    )
+                    .await?;
+                    store::append_history(&tx, id, &events).await?;
+                    notify_all(&tx, &channels).await?;
+                    booking
+                }
+            };
+            if let Some(key) = &request.idempotency_key {
+                store::save_key_response(&tx, CANCEL, key.as_str(), &snapshot(&booking)?).await?;
+            }
+            tx.commit().await.map_err(db)?;
+            booking
+        };
+        self.crash.reached(CrashPoint::CancelAfterApply);
+        self.dispatcher.cancel(id);
+        Ok(booking)
+    }
+
+    /// The booking as stored.
+    #[tracing::instrument(skip_all, fields(booking.id = %id))]
+    pub async fn get(&self, id: BookingId) -> Result<Booking> {
+        let client = self.db.client().await?;
+        store::get_booking(&client, id.uuid()).await?.ok_or(Error::NotFound(id.uuid()))
+    }
+
+    /// One page of bookings and the token of the next page, if any.
+    #[tracing::instrument(skip_all, fields(restaurant.id = %query.restaurant_id.as_str()))]
+    pub async fn list(&self, query: &ListQuery, filter_hash: u64) -> Result<(Vec<Booking>, Option<String>)> {
+        let client = self.db.client().await?;
+        let mut bookings = store::list_bookings(&client, query).await?;
+        let more = bookings.len() as i64 > query.page_size;
+        bookings.truncate(query.page_size.max(0) as usize);
+        let token = match bookings.last() {
+            Some(last) if more => Some(encode_token(last.start_time, last.id, filter_hash)),
+            _ => None,
+        };
+        Ok((bookings, token))
+    }
+
+    /// The booking's history, oldest first.
+    #[tracing::instrument(skip_all, fields(booking.id = %id))]
+    pub async fn history(&self, id: BookingId) -> Result<Vec<store::StoredEvent>> {
+        let client = self.db.client().await?;
+        if store::get_booking(&client, id.uuid()).await?.is_none() {
+            return Err(Error::NotFound(id.uuid()));
+        }
+        store::history(&client, id.uuid()).await
+    }
+
+    /// The inline deadline for a call whose caller waits until `caller_deadline`, keeping
+    /// back the configured margin, or as long as the apply step took if that was longer
+    /// (recording costs about as much as applying, and both slow down together under load).
+    fn deadline(&self, caller_deadline: Option<Instant>, apply_took: Duration) -> Duration {
+        let remaining = caller_deadline.map(|d| d.saturating_duration_since(Instant::now()));
+        inline_deadline(self.inline.timeout, remaining, self.inline.margin.max(apply_took))
+    }
+
+    /// The answer to a request whose idempotency key was used before.
+    async fn replay(&self, db: &impl GenericClient, used: store::KeyUse, fingerprint: &str) -> Result<Answer> {
+        if used.fingerprint != fingerprint {
+            return Err(Error::KeyReused);
+        }
+        let booking = match used.response {
+            Some(value) => serde_json::from_value(value).map_err(|e| Error::corrupt(format!("stored answer: {e}")))?,
+            // The first request is still in flight, or was cut short after applying: its
+            // effect is durable, so answer the booking as it is now.
+            None => store::get_booking(db, used.booking_id).await?.ok_or(Error::NotFound(used.booking_id))?,
+        };
+        tracing::info!(booking.id = %booking.id, "idempotent replay: answering the first result, doing nothing again");
+        Ok(Answer::replay(booking))
+    }
+
+    /// Asks assign-svc for tables within `deadline`. Never fails: every failure is a result.
+    #[tracing::instrument(skip_all, fields(booking.id = %booking.id, booking.version = booking.version, inline.result = tracing::field::Empty))]
+    async fn attempt_inline(&self, booking: &Booking, deadline: Duration) -> InlineAttempt {
+        let started = Instant::now();
+        let result = if !self.inline.enabled {
+            InlineResult::Disabled
+        } else if deadline.is_zero() {
+            InlineResult::Timeout
+        } else {
+            let mut request = tonic::Request::new(AssignRequest {
+                booking_id: booking.id.to_string(),
+                version: booking.version,
+                restaurant_id: booking.restaurant_id.clone(),
+                party_size: booking.party_size,
+                start_time: Some(timestamp(booking.start_time)),
+                duration: Some(duration(booking.duration)),
+            });
+            request.set_timeout(deadline);
+            let mut client = self.assign.clone();
+            match tokio::time::timeout(deadline, client.assign(request)).await {
+                Err(_) => InlineResult::Timeout,
+                Ok(Ok(response)) => {
+                    let response = response.into_inner();
+                    match (AssignOutcome::try_from(response.outcome), response.assignment) {
+                        (Ok(AssignOutcome::Assigned), Some(a)) if a.version == booking.version => {
+                            InlineResult::Assigned(a.table_ids)
+                        }
+                        (Ok(AssignOutcome::NoCapacity), _) => InlineResult::NoCapacity,
+                        _ => InlineResult::Unavailable("unexpected answer from assign-svc".into()),
+                    }
+                }
+                Ok(Err(status)) => match status.code() {
+                    tonic::Code::DeadlineExceeded | tonic::Code::Cancelled => InlineResult::Timeout,
+                    tonic::Code::NotFound | tonic::Code::FailedPrecondition => InlineResult::NoCapacity,
+                    code => InlineResult::Unavailable(format!("{code:?}: {}", status.message())),
+                },
+            }
+        };
+        tracing::Span::current().record("inline.result", result.as_str());
+        if result != InlineResult::Disabled {
+            self.metrics.inline_attempt(result.as_str());
+        }
+        InlineAttempt { result, elapsed: started.elapsed() }
+    }
+
+    /// Records the inline result for `applied` in one transaction, guarded by the booking
+    /// still being at that version and PENDING, and stores the answer for the key.
+    #[tracing::instrument(skip_all, fields(booking.id = %applied.id, booking.version = applied.version))]
+    async fn record(
+        &self,
+        applied: &Booking,
+        attempt: InlineAttempt,
+        suppress: bool,
+        key: Option<(&str, &IdempotencyKey)>,
+        carrier: &Carrier,
+    ) -> Result<Answer> {
+        let now = truncate_to_micros(SystemTime::now());
+        let (id, version) = (applied.id, applied.version);
+        let mut client = self.db.client().await?;
+        let tx = client.transaction().await.map_err(db)?;
+        let current = store::lock_booking(&tx, id).await?.ok_or(Error::NotFound(id))?;
+        let mut detail = json!({
+            "result": attempt.result.as_str(),
+            "elapsed_ms": attempt.elapsed.as_secs_f64() * 1000.0,
+            "email_sent": false,
+        });
+        match &attempt.result {
+            InlineResult::Unavailable(reason) => detail["error"] = json!(reason),
+            InlineResult::Assigned(tables) => detail["table_ids"] = json!(tables),
+            _ => {}
+        }
+        let mut events = vec![];
+        let mut channels = vec![];
+        let still_current = current.version == version && current.status == BookingStatus::Pending;
+        let (booking, outcome) = if !still_current {
+            detail["stale"] = json!(true);
+            events.push(Event::new(EventType::InlineAttempt, version, detail));
+            let outcome = if current.version == version && current.status == BookingStatus::Confirmed {
+                Outcome::Confirmed
+            } else {
+                Outcome::Pending
+            };
+            (current, outcome)
+        } else if let InlineResult::Assigned(tables) = &attempt.result {
+            events.push(Event::new(EventType::InlineAttempt, version, detail));
+            events.push(Event::new(EventType::Confirmed, version, json!({ "table_ids": tables, "via": "inline" })));
+            let mut booking = current;
+            booking.status = BookingStatus::Confirmed;
+            booking.table_ids = tables.clone();
+            booking.updated_at = now;
+            let kind = EmailKind::confirmation(version);
+            // Independent statements, pipelined on the connection.
+            let (requested_at, ..) = tokio::try_join!(
+                store::set_status(&tx, id, BookingStatus::Confirmed, tables, now),
+                store::close_job(&tx, id, version, JobState::Assigned),
+                queue_email(&tx, &booking, kind, suppress, carrier, &mut events, &mut channels),
+            )?;
+            self.metrics.confirmed("inline", now.duration_since(requested_at.1).unwrap_or_default());
+            (booking, Outcome::Confirmed)
+        } else {
+            events.push(Event::new(EventType::InlineAttempt, version, detail));
+            let recorded_before = store::mark_job_recorded(&tx, id, version, true).await?;
+            // A job already recorded was taken over by the background (this request was
+            // slower than the grace period): its pending email is queued already.
+            if recorded_before != Some(true) {
+                let kind = EmailKind::pending(version);
+                queue_email(&tx, &current, kind, suppress, carrier, &mut events, &mut channels).await?;
+            }
+            channels.push(store::REASSIGN_CHANNEL);
+            (current, Outcome::Pending)
+        };
+        let answer = snapshot(&booking)?;
+        tokio::try_join!(store::append_history(&tx, id, &events), notify_all(&tx, &channels), async {
+            match key {
+                Some((rpc, key)) => store::save_key_response(&tx, rpc, key.as_str(), &answer).await,
+                None => Ok(()),
+            }
+        })?;
+        tx.commit().await.map_err(db)?;
+        Ok(Answer { booking, outcome, inline: attempt })
+    }
+}
+
+/// Queues the email `kind` about `booking` (or records its suppression) and notes the
+/// history event and the channel to wake.
+pub async fn queue_email(
+    db: &impl GenericClient,
+    booking: &Booking,
+    kind: EmailKind,
+    suppress: bool,
+    carrier: &Carrier,
+    events: &mut Vec<Event>,
+    channels: &mut Vec<&'static str>,
+) -> Result<()> {
+    if suppress {
+        events.push(Event::new(EventType::EmailSuppressed, booking.version, json!({ "kind": kind.as_str() })));
+        return Ok(());
+    }
+    let payload = EmailPayload::for_booking(booking);
+    if store::enqueue_email(db, booking.id, booking.version, kind, &payload, carrier).await? {
+        events.push(Event::new(EventType::EmailQueued, booking.version, json!({ "kind": kind.as_str() })));
+        if !channels.contains(&store::OUTBOX_CHANNEL) {
+            channels.push(store::OUTBOX_CHANNEL);
+        }
+    }
+    Ok(())
+}
+
+/// Wakes the workers listening on `channels` once the transaction commits.
+pub async fn notify_all(db: &impl GenericClient, channels: &[&'static str]) -> Result<()> {
+    store::notify(db, channels).await
+}
+
+/// The stored form of an answered booking.
+fn snapshot(booking: &Booking) -> Result<serde_json::Value> {
+    serde_json::to_value(booking).map_err(|e| Error::corrupt(format!("answer snapshot: {e}")))
+}
+
+fn refused(refusal: Refusal, id: Uuid) -> Error {
+    match refusal {
+        Refusal::VersionMismatch { expected, current } => Error::VersionMismatch { expected, current },
+        Refusal::Cancelled => Error::Cancelled(id),
+    }
+}
+
+fn db(error: tokio_postgres::Error) -> Error {
+    Error::from(error)
+}

@@ -1,0 +1,265 @@
+//! The outbox worker, the ONLY caller of notify-svc. It claims due emails with
+//! `FOR UPDATE SKIP LOCKED` and a lease (committed before any call), drops emails about a
+//! version that is no longer current, calls `SendOnce` with a deadline, marks the row done
+//! with a history event, and retries failures with capped exponential backoff. Woken by
+//! `NOTIFY booking_outbox` and a timer for the next due row. `SendOnce` is idempotent per
+//! (booking, kind, version), so a retry after a crash sends nothing twice.
+
+use crate::{
+    crash::{CrashHook, CrashPoint},
+    domain::{
+        Event, EventType,
+        emails::{Staleness, staleness},
+    },
+    error::Error,
+    metrics::Metrics,
+    store::{self, ClaimedEmail},
+};
+use platform::{
+    backoff::Backoff,
+    db::Database,
+    grpc::Channel,
+    proto::{
+        duration,
+        notify::v1::{self as pb, notify_service_client::NotifyServiceClient},
+        timestamp,
+    },
+    telemetry::link_to_carrier,
+};
+use serde_json::json;
+use std::{
+    sync::Arc,
+    time::{Duration, Instant},
+};
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+
+/// Settings of the outbox worker.
+#[derive(Clone, Copy, Debug)]
+pub struct OutboxSettings {
+    pub lease: Duration,
+    pub backoff: Backoff,
+    pub send_timeout: Duration,
+    pub poll: Duration,
+    pub batch: i64,
+}
+
+/// The outbox worker; run with [`OutboxWorker::run`].
+#[derive(Clone)]
+pub struct OutboxWorker {
+    db: Database,
+    notify: NotifyServiceClient<Channel>,
+    settings: OutboxSettings,
+    metrics: Arc<Metrics>,
+    crash: CrashHook,
+}
+
+impl OutboxWorker {
+    pub fn new(
+        db: Database,
+        notify: NotifyServiceClient<Channel>,
+        settings: OutboxSettings,
+        metrics: Arc<Metrics>,
+        crash: CrashHook,
+    ) -> Self {
+        Self { db, notify, settings, metrics, crash }
+    }
+
+    /// Dispatches due emails until `shutdown`; the batch in hand is finished first.
+    pub async fn run(self, shutdown: CancellationToken) {
+        let wake = self.db.listen(store::OUTBOX_CHANNEL, shutdown.clone());
+        let mut last_gauge = Instant::now() - Duration::from_secs(60);
+        let mut failures = 0u32;
+        while !shutdown.is_cancelled() {
+            let wait = match self.pass().await {
+                Ok(true) => {
+                    failures = 0;
+                    Duration::ZERO
+                }
+                Ok(false) => {
+                    failures = 0;
+                    self.next_due().await.unwrap_or(self.settings.poll).min(self.settings.poll)
+                }
+                Err(error) => {
+                    failures += 1;
+                    tracing::warn!(%error, "outbox pass failed");
+                    self.settings.backoff.delay(failures).min(self.settings.poll)
+                }
+            };
+            if last_gauge.elapsed() >= Duration::from_secs(1) {
+                last_gauge = Instant::now();
+                if let Ok(client) = self.db.client().await
+                    && let Ok((depth, age)) = store::outbox_depth(&client).await
+                {
+                    self.metrics.set_outbox(depth, Duration::from_secs_f64(age.max(0.0)));
+                }
+            }
+            if wait.is_zero() {
+                continue;
+            }
+            tokio::select! {
+                _ = wake.notified() => {}
+                _ = tokio::time::sleep(wait) => {}
+                _ = shutdown.cancelled() => {}
+            }
+        }
+        tracing::info!("outbox worker stopped");
+    }
+
+    async fn next_due(&self) -> Option<Duration> {
+        let client = self.db.client().await.ok()?;
+        store::next_email_due(&client).await.ok().flatten()
+    }
+
+    /// Claims one batch and dispatches it; returns whether anything was claimed.
+    async fn pass(&self) -> Result<bool, Error> {
+        let claimed = {
+            let client = self.db.client().await?;
+            store::claim_emails(&client, self.settings.batch, self.settings.lease).await?
+        };
+        if claimed.is_empty() {
+            return Ok(false);
+        }
+        let mut tasks = tokio::task::JoinSet::new();
+        for email in claimed {
+            let worker = self.clone();
+            tasks.spawn(async move { worker.dispatch(email).await });
+        }
+        while let Some(done) = tasks.join_next().await {
+            match done {
+                Ok(Ok(())) => {}
+                Ok(Err(error)) => tracing::warn!(%error, "recording an email dispatch failed; it will be retried"),
+                Err(error) => tracing::error!(%error, "email dispatch task failed"),
+            }
+        }
+        Ok(true)
+    }
+
+    /// Sends one claimed email (or drops it when stale) in its own root span linked to the
+    /// request that queued it.
+    async fn dispatch(&self, email: ClaimedEmail) -> Result<(), Error> {
+        let span = tracing::info_span!(
+            parent: None,
+            "outbox.dispatch",
+            otel.kind = "consumer",
+            booking.id = %email.booking_id,
+            booking.version = email.version,
+            notification.kind = email.kind.as_str(),
+            attempt = email.attempts,
+            delivery.state = tracing::field::Empty,
+        );
+        link_to_carrier(&span, &email.carrier);
+        self.dispatch_in_span(email).instrument(span).await
+    }
+
+    async fn dispatch_in_span(&self, email: ClaimedEmail) -> Result<(), Error> {
+        let kind = email.kind.as_str();
+        let stale = staleness(email.kind, email.version, email.current_version, email.current_status);
+        if stale != Staleness::Current {
+            let reason = match stale {
+                Staleness::Superseded { current_version } => {
+                    format!("version {} was superseded by version {current_version}", email.version)
+                }
+                _ => "the booking was cancelled".to_string(),
+            };
+            let detail = json!({ "kind": kind, "reason": reason, "current_version": email.current_version });
+            self.finish(&email, "DROPPED", Some(&reason), Event::new(EventType::EmailDropped, email.version, detail))
+                .await?;
+            self.metrics.email(kind, "dropped");
+            tracing::info!(%reason, "stale email dropped");
+            return Ok(());
+        }
+        self.crash.reached(CrashPoint::OutboxBeforeSend);
+        let p = &email.payload;
+        let mut request = tonic::Request::new(pb::SendOnceRequest {
+            booking_id: email.booking_id.to_string(),
+            kind: notification_kind(email.kind) as i32,
+            version: email.version,
+            recipient: Some(pb::Recipient { email: p.recipient_email.clone(), name: p.recipient_name.clone() }),
+            details: Some(pb::Details {
+                restaurant_name: p.restaurant_name.clone(),
+                start_time: Some(timestamp(p.start_time)),
+                duration: Some(duration(p.duration)),
+                party_size: p.party_size,
+                table_ids: p.table_ids.clone(),
+                notes: p.notes.clone(),
+            }),
+            suppress: false,
+        });
+        request.set_timeout(self.settings.send_timeout);
+        let mut client = self.notify.clone();
+        let sent = tokio::time::timeout(self.settings.send_timeout, client.send_once(request)).await;
+        self.crash.reached(CrashPoint::OutboxAfterSend);
+        match sent {
+            Ok(Ok(response)) => {
+                let response = response.into_inner();
+                let delivery = response.delivery.unwrap_or_default();
+                let state = pb::DeliveryState::try_from(delivery.state)
+                    .map(|s| s.as_str_name().trim_start_matches("DELIVERY_STATE_").to_string())
+                    .unwrap_or_else(|_| "UNKNOWN".into());
+                tracing::Span::current().record("delivery.state", state.as_str());
+                let detail = json!({
+                    "kind": kind,
+                    "state": state,
+                    "duplicate": response.duplicate,
+                    "attempts": email.attempts,
+                    "message_id": delivery.message_id,
+                });
+                self.finish(&email, "DONE", None, Event::new(EventType::EmailDispatched, email.version, detail))
+                    .await?;
+                self.metrics.email(kind, "dispatched");
+                Ok(())
+            }
+            Ok(Err(status))
+                if matches!(status.code(), tonic::Code::InvalidArgument | tonic::Code::FailedPrecondition) =>
+            {
+                let reason = format!("refused by notify-svc: {:?}: {}", status.code(), status.message());
+                tracing::error!(%reason, "email refused permanently");
+                let detail = json!({ "kind": kind, "reason": reason });
+                self.finish(
+                    &email,
+                    "FAILED",
+                    Some(&reason),
+                    Event::new(EventType::EmailDropped, email.version, detail),
+                )
+                .await?;
+                self.metrics.email(kind, "failed");
+                Ok(())
+            }
+            other => {
+                let error = match other {
+                    Ok(Err(status)) => format!("{:?}: {}", status.code(), status.message()),
+                    _ => format!("no answer within {:?}", self.settings.send_timeout),
+                };
+                let delay = self.settings.backoff.delay(email.attempts.max(1) as u32);
+                tracing::warn!(%error, retry_in = ?delay, "SendOnce failed; will retry");
+                let client = self.db.client().await?;
+                store::retry_email(&client, email.id, delay, &error).await?;
+                self.metrics.email(kind, "retried");
+                Ok(())
+            }
+        }
+    }
+
+    /// Ends the row in `state` and appends `event`, in one transaction.
+    async fn finish(&self, email: &ClaimedEmail, state: &str, error: Option<&str>, event: Event) -> Result<(), Error> {
+        let mut client = self.db.client().await?;
+        let tx = client.transaction().await?;
+        if store::finish_email(&tx, email.id, state, error).await? {
+            store::append_history(&tx, email.booking_id, &[event]).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+}
+
+fn notification_kind(kind: crate::domain::EmailKind) -> pb::NotificationKind {
+    use crate::domain::EmailKind::*;
+    match kind {
+        BookingPending => pb::NotificationKind::BookingPending,
+        BookingConfirmed => pb::NotificationKind::BookingConfirmed,
+        ModificationRequested => pb::NotificationKind::ModificationRequested,
+        ModificationConfirmed => pb::NotificationKind::ModificationConfirmed,
+        BookingCancelled => pb::NotificationKind::BookingCancelled,
+    }
+}

@@ -1,0 +1,126 @@
+//! The release worker: after a cancel, calls assign-svc's `Release` for the booking until
+//! it succeeds (assign-svc may be down when the booking is cancelled). Claims tasks with
+//! `FOR UPDATE SKIP LOCKED` and a lease, retries with capped backoff, woken by
+//! `NOTIFY booking_release`. It never changes a booking.
+
+use crate::{
+    crash::{CrashHook, CrashPoint},
+    error::Error,
+    store::{self, ClaimedRelease},
+};
+use platform::{
+    backoff::Backoff,
+    db::Database,
+    grpc::Channel,
+    proto::assign::v1::{ReleaseRequest, assign_service_client::AssignServiceClient},
+    telemetry::link_to_carrier,
+};
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+
+/// Settings of the release worker.
+#[derive(Clone, Copy, Debug)]
+pub struct ReleaseSettings {
+    pub lease: Duration,
+    pub backoff: Backoff,
+    pub timeout: Duration,
+    pub poll: Duration,
+}
+
+/// The release worker; run with [`ReleaseWorker::run`].
+pub struct ReleaseWorker {
+    db: Database,
+    assign: AssignServiceClient<Channel>,
+    settings: ReleaseSettings,
+    crash: CrashHook,
+}
+
+impl ReleaseWorker {
+    pub fn new(
+        db: Database,
+        assign: AssignServiceClient<Channel>,
+        settings: ReleaseSettings,
+        crash: CrashHook,
+    ) -> Self {
+        Self { db, assign, settings, crash }
+    }
+
+    /// Releases due bookings until `shutdown`; the task in hand is finished first.
+    pub async fn run(self, shutdown: CancellationToken) {
+        let wake = self.db.listen(store::RELEASE_CHANNEL, shutdown.clone());
+        let mut failures = 0u32;
+        while !shutdown.is_cancelled() {
+            let wait = match self.pass().await {
+                Ok(true) => Duration::ZERO,
+                Ok(false) => {
+                    failures = 0;
+                    let next = match self.db.client().await {
+                        Ok(client) => store::next_release_due(&client).await.ok().flatten(),
+                        Err(_) => None,
+                    };
+                    next.unwrap_or(self.settings.poll).min(self.settings.poll)
+                }
+                Err(error) => {
+                    failures += 1;
+                    tracing::warn!(%error, "release pass failed");
+                    self.settings.backoff.delay(failures).min(self.settings.poll)
+                }
+            };
+            if wait.is_zero() {
+                continue;
+            }
+            tokio::select! {
+                _ = wake.notified() => {}
+                _ = tokio::time::sleep(wait) => {}
+                _ = shutdown.cancelled() => {}
+            }
+        }
+        tracing::info!("release worker stopped");
+    }
+
+    async fn pass(&self) -> Result<bool, Error> {
+        let claimed = {
+            let client = self.db.client().await?;
+            store::claim_releases(&client, 16, self.settings.lease).await?
+        };
+        if claimed.is_empty() {
+            return Ok(false);
+        }
+        for task in claimed {
+            let span = tracing::info_span!(parent: None, "release.tables", booking.id = %task.booking_id, attempt = task.attempts);
+            link_to_carrier(&span, &task.carrier);
+            self.release(task).instrument(span).await?;
+        }
+        Ok(true)
+    }
+
+    async fn release(&self, task: ClaimedRelease) -> Result<(), Error> {
+        let mut request = tonic::Request::new(ReleaseRequest { booking_id: task.booking_id.to_string() });
+        request.set_timeout(self.settings.timeout);
+        let mut client = self.assign.clone();
+        let answer = tokio::time::timeout(self.settings.timeout, client.release(request)).await;
+        self.crash.reached(CrashPoint::ReleaseAfterCall);
+        let db = self.db.client().await?;
+        match answer {
+            Ok(Ok(response)) => {
+                tracing::info!(released = response.into_inner().released, "tables released");
+                store::finish_release(&db, task.booking_id, "DONE", None).await
+            }
+            Ok(Err(status)) if status.code() == tonic::Code::InvalidArgument => {
+                let reason = format!("refused by assign-svc: {}", status.message());
+                tracing::error!(%reason, "release refused permanently");
+                store::finish_release(&db, task.booking_id, "FAILED", Some(&reason)).await
+            }
+            other => {
+                let error = match other {
+                    Ok(Err(status)) => format!("{:?}: {}", status.code(), status.message()),
+                    _ => format!("no answer within {:?}", self.settings.timeout),
+                };
+                let delay = self.settings.backoff.delay(task.attempts.max(1) as u32);
+                tracing::warn!(%error, retry_in = ?delay, "Release failed; will retry");
+                store::retry_release(&db, task.booking_id, delay, &error).await
+            }
+        }
+    }
+}

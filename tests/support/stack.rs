@@ -1,0 +1,322 @@
+//! The whole booking stack for one test: a fresh database, a real SMTP server, assign-svc
+//! (in-process, or as a real process that can be frozen), notify-svc delivering to the SMTP
+//! server, and booking-svc (in-process, or as real processes that can be killed and
+//! restarted), with short worker intervals and a floor plan. Plus the checks a user makes:
+//! bookings, history, and the mails the SMTP server received.
+
+use super::{
+    db::TestDb,
+    eventually,
+    process::ServiceProcess,
+    services::{self, Running},
+    smtp::SmtpSink,
+};
+use platform::proto::{
+    assign::v1::{self as apb, assign_service_client::AssignServiceClient},
+    booking::v1::{self as pb, booking_service_client::BookingServiceClient},
+    notify::v1::{self as npb, notify_service_client::NotifyServiceClient},
+};
+use std::time::{Duration, SystemTime};
+
+/// The restaurant every stack sets up.
+pub const RESTAURANT: &str = "r1";
+
+/// A service either in this process or as its own process.
+pub enum Svc {
+    InProcess(Running),
+    Process(ServiceProcess),
+}
+
+impl Svc {
+    /// Its URL.
+    pub fn url(&self) -> String {
+        match self {
+            Svc::InProcess(running) => running.url.clone(),
+            Svc::Process(process) => process.url.clone(),
+        }
+    }
+
+    /// The real process (panics for an in-process service).
+    pub fn process(&mut self) -> &mut ServiceProcess {
+        match self {
+            Svc::Process(process) => process,
+            Svc::InProcess(_) => panic!("this service runs in-process"),
+        }
+    }
+}
+
+/// How to build the stack.
+#[derive(Clone, Debug)]
+pub struct Options {
+    /// Tables of RESTAURANT's floor plan: (id, seats).
+    pub tables: Vec<(&'static str, i32)>,
+    /// assign-svc as a real process (to freeze it).
+    pub assign_process: bool,
+    /// booking-svc in-process (false: the test starts booking processes itself).
+    pub booking_in_process: bool,
+    /// INLINE_ASSIGN.
+    pub inline_assign: bool,
+    /// INLINE_ASSIGN_TIMEOUT_MS.
+    pub inline_timeout_ms: u64,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            tables: vec![("t1", 4)],
+            assign_process: false,
+            booking_in_process: true,
+            inline_assign: true,
+            inline_timeout_ms: 800,
+        }
+    }
+}
+
+/// The running stack.
+pub struct Stack {
+    pub booking: Option<Svc>,
+    pub notify: Running,
+    pub assign: Svc,
+    pub smtp: SmtpSink,
+    pub db: TestDb,
+    pub options: Options,
+    _mail_dir: tempfile::TempDir,
+}
+
+impl Stack {
+    /// Starts everything per `options` and puts RESTAURANT's floor plan.
+    pub async fn start(options: Options) -> Self {
+        let db = TestDb::new().await;
+        let smtp = SmtpSink::start().await;
+        let assign = if options.assign_process {
+            Svc::Process(ServiceProcess::start_serving("assign-svc", &assign_env(&db.url)).await)
+        } else {
+            let mut settings = assign_svc::Settings::for_database(&db.url);
+            settings.reassign_backoff_base_ms = 100;
+            settings.reassign_backoff_cap_ms = 1_000;
+            settings.reassign_lease_ms = 3_000;
+            Svc::InProcess(services::assign_with(settings).await)
+        };
+        let mail_dir = tempfile::tempdir().expect("mail dir");
+        let mut notify_settings = notify_svc::Settings::for_database(&db.url);
+        notify_settings.smtp_url = Some(smtp.url());
+        notify_settings.mail_dir = mail_dir.path().to_path_buf();
+        notify_settings.retry_base_ms = 100;
+        notify_settings.retry_cap_ms = 1_000;
+        notify_settings.worker_poll_ms = 500;
+        notify_settings.smtp_timeout_ms = 3_000;
+        let notify = services::notify_with(notify_settings).await;
+        let mut stack = Self { booking: None, notify, assign, smtp, db, options: options.clone(), _mail_dir: mail_dir };
+        stack.put_floor_plan(RESTAURANT, &options.tables).await;
+        if options.booking_in_process {
+            let settings = stack.booking_settings();
+            stack.booking = Some(Svc::InProcess(services::booking_with(settings).await));
+        }
+        stack
+    }
+
+    /// booking-svc settings for this stack: short intervals so tests stay quick.
+    pub fn booking_settings(&self) -> booking_svc::Settings {
+        let mut s = booking_svc::Settings::for_database(&self.db.url, &self.assign.url(), &self.notify.url);
+        s.inline_assign = self.options.inline_assign;
+        s.inline_assign_timeout_ms = self.options.inline_timeout_ms;
+        s.inline_record_grace_ms = 300;
+        s.worker_lease_ms = 3_000;
+        s.worker_backoff_base_ms = 50;
+        s.worker_backoff_max_ms = 1_000;
+        s.worker_poll_ms = 500;
+        s.peer_timeout_ms = 1_500;
+        s
+    }
+
+    /// The same settings as environment variables, for a booking-svc process.
+    pub fn booking_env(&self) -> Vec<(String, String)> {
+        let s = self.booking_settings();
+        vec![
+            ("DATABASE_URL".into(), self.db.url.clone()),
+            ("ASSIGN_URL".into(), s.assign_url.clone()),
+            ("NOTIFY_URL".into(), s.notify_url.clone()),
+            ("INLINE_ASSIGN".into(), s.inline_assign.to_string()),
+            ("INLINE_ASSIGN_TIMEOUT_MS".into(), s.inline_assign_timeout_ms.to_string()),
+            ("INLINE_RECORD_GRACE_MS".into(), s.inline_record_grace_ms.to_string()),
+            ("WORKER_LEASE_MS".into(), s.worker_lease_ms.to_string()),
+            ("WORKER_BACKOFF_BASE_MS".into(), s.worker_backoff_base_ms.to_string()),
+            ("WORKER_BACKOFF_MAX_MS".into(), s.worker_backoff_max_ms.to_string()),
+            ("WORKER_POLL_MS".into(), s.worker_poll_ms.to_string()),
+            ("PEER_TIMEOUT_MS".into(), s.peer_timeout_ms.to_string()),
+            ("SHUTDOWN_GRACE_MS".into(), "2000".into()),
+        ]
+    }
+
+    /// Starts a booking-svc process with this stack's settings plus `extra` variables
+    /// (e.g. `CRASH_AT`), waiting until it serves.
+    pub async fn booking_process(&self, extra: &[(&str, &str)]) -> ServiceProcess {
+        let mut env = self.booking_env();
+        env.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        ServiceProcess::start_serving("booking-svc", &env).await
+    }
+
+    /// A client of the in-process booking-svc.
+    pub fn booking(&self) -> BookingServiceClient<platform::grpc::Channel> {
+        services::booking_client(&self.booking.as_ref().expect("booking-svc runs in-process").url())
+    }
+
+    /// A client of assign-svc.
+    pub fn assign(&self) -> AssignServiceClient<platform::grpc::Channel> {
+        services::assign_client(&self.assign.url())
+    }
+
+    /// A client of notify-svc.
+    pub fn notify(&self) -> NotifyServiceClient<platform::grpc::Channel> {
+        services::notify_client(&self.notify.url)
+    }
+
+    /// Replaces a restaurant's floor plan.
+    pub async fn put_floor_plan(&self, restaurant: &str, tables: &[(&str, i32)]) {
+        let tables = tables
+            .iter()
+            .map(|(id, seats)| apb::Table { id: id.to_string(), seats: *seats, combine_group: String::new() })
+            .collect();
+        self.assign()
+            .put_floor_plan(apb::PutFloorPlanRequest { restaurant_id: restaurant.to_string(), tables })
+            .await
+            .expect("put floor plan");
+    }
+
+    /// Waits until nothing more can be mailed about `bookings`: no email queued in
+    /// booking-svc's outbox, no open reassign job, every delivery of notify-svc final, and
+    /// every SENT delivery at the SMTP server.
+    pub async fn settle(&self, bookings: &[&str]) {
+        let client = self.db.client().await;
+        eventually(Duration::from_secs(20), "the outbox, jobs and deliveries to settle", || async {
+            let queued: i64 = client
+                .query_one(
+                    "SELECT (SELECT count(*) FROM booking.outbox WHERE state = 'QUEUED') \
+                          + (SELECT count(*) FROM booking.reassign_jobs WHERE state = 'OPEN')",
+                    &[],
+                )
+                .await
+                .ok()?
+                .get(0);
+            if queued > 0 {
+                return None;
+            }
+            let mut sent = 0;
+            for id in bookings {
+                let deliveries = self
+                    .notify()
+                    .list_deliveries(npb::ListDeliveriesRequest { booking_id: id.to_string() })
+                    .await
+                    .ok()?
+                    .into_inner()
+                    .deliveries;
+                if deliveries.iter().any(|d| d.state == npb::DeliveryState::Queued as i32) {
+                    return None;
+                }
+                sent += deliveries.iter().filter(|d| d.state == npb::DeliveryState::Sent as i32).count();
+            }
+            let at_smtp = self.smtp.mails().iter().filter(|m| bookings.contains(&m.booking_id().as_str())).count();
+            (at_smtp >= sent).then_some(())
+        })
+        .await
+    }
+
+    /// Mails received for `booking` as `KIND:version` strings, sorted.
+    pub fn mails_for(&self, booking: &str) -> Vec<String> {
+        let mut mails: Vec<String> = self
+            .smtp
+            .mails()
+            .iter()
+            .filter(|m| m.booking_id() == booking)
+            .map(|m| format!("{}:{}", m.kind(), m.version()))
+            .collect();
+        mails.sort();
+        mails
+    }
+
+    /// Waits until `booking` has the mail `KIND:version`.
+    pub async fn wait_for_mail(&self, booking: &str, kind: &str, version: i64) {
+        eventually(Duration::from_secs(15), &format!("{kind} v{version} at the SMTP server"), || async {
+            (self.smtp.count_key(booking, kind, version) > 0).then_some(())
+        })
+        .await
+    }
+
+    /// A value read from booking-svc's own tables (for checks the API does not show).
+    pub async fn count(&self, sql: &str) -> i64 {
+        self.db.client().await.query_one(sql, &[]).await.expect("count query").get(0)
+    }
+}
+
+/// Environment of an assign-svc process on `database_url`, with quick retries.
+pub fn assign_env(database_url: &str) -> Vec<(&str, &str)> {
+    vec![
+        ("DATABASE_URL", database_url),
+        ("REASSIGN_BACKOFF_BASE_MS", "100"),
+        ("REASSIGN_BACKOFF_CAP_MS", "1000"),
+        ("REASSIGN_LEASE_MS", "3000"),
+    ]
+}
+
+/// A time `days` days and `hours` hours after the next midnight UTC: far enough ahead and
+/// on a whole hour, so slots are easy to reason about.
+pub fn slot(days: u64, hours: u64) -> SystemTime {
+    let now = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).expect("clock").as_secs();
+    let midnight = (now / 86_400 + 1) * 86_400;
+    SystemTime::UNIX_EPOCH + Duration::from_secs(midnight + days * 86_400 + hours * 3_600)
+}
+
+/// A create request for RESTAURANT at `start` for `party` guests (90 minutes).
+pub fn create_request(start: SystemTime, party: i32) -> pb::CreateBookingRequest {
+    pb::CreateBookingRequest {
+        restaurant_id: RESTAURANT.to_string(),
+        guest: Some(pb::Guest { name: "Ada Lovelace".into(), email: "ada@example.com".into(), phone: String::new() }),
+        party_size: party,
+        start_time: Some(platform::proto::timestamp(start)),
+        duration: None,
+        notes: String::new(),
+        suppress_emails: false,
+        idempotency_key: String::new(),
+    }
+}
+
+/// An edit request for `booking_id` that changes nothing yet.
+pub fn edit_request(booking_id: &str) -> pb::EditBookingRequest {
+    pb::EditBookingRequest { booking_id: booking_id.to_string(), ..Default::default() }
+}
+
+/// The history of `booking_id` as `TYPE:version` strings.
+pub async fn history(
+    client: &mut BookingServiceClient<platform::grpc::Channel>,
+    booking_id: &str,
+) -> Vec<pb::BookingEvent> {
+    client
+        .get_booking_history(pb::GetBookingHistoryRequest { booking_id: booking_id.to_string() })
+        .await
+        .expect("history")
+        .into_inner()
+        .events
+}
+
+/// `TYPE:version` of each event, e.g. `EDITED:2`.
+pub fn event_names(events: &[pb::BookingEvent]) -> Vec<String> {
+    events
+        .iter()
+        .map(|e| {
+            let name = pb::BookingEventType::try_from(e.r#type)
+                .map(|t| t.as_str_name().trim_start_matches("BOOKING_EVENT_TYPE_").to_string())
+                .unwrap_or_default();
+            format!("{name}:{}", e.version)
+        })
+        .collect()
+}
+
+/// The string field `key` of an event's detail.
+pub fn detail_str(event: &pb::BookingEvent, key: &str) -> Option<String> {
+    use prost_types::value::Kind;
+    match event.detail.as_ref()?.fields.get(key)?.kind.as_ref()? {
+        Kind::StringValue(s) => Some(s.clone()),
+        _ => None,
+    }
+}

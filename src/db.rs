@@ -31,8 +31,23 @@ pub enum DbError {
     #[error("no database connection: {0}")]
     Pool(#[from] deadpool_postgres::PoolError),
     /// A statement failed.
-    #[error("database error: {0}")]
+    #[error("database error: {}", describe(.0))]
     Query(#[from] tokio_postgres::Error),
+}
+
+/// A PostgreSQL error with the server's own words (SQLSTATE, message, detail), which
+/// tokio-postgres keeps out of its `Display`.
+fn describe(error: &tokio_postgres::Error) -> String {
+    match error.as_db_error() {
+        Some(db) => match db.detail() {
+            Some(detail) => format!("{} {}: {} ({detail})", db.code().code(), db.severity(), db.message()),
+            None => format!("{} {}: {}", db.code().code(), db.severity(), db.message()),
+        },
+        None => match std::error::Error::source(error) {
+            Some(source) => format!("{error}: {source}"),
+            None => error.to_string(),
+        },
+    }
 }
 
 impl DbError {

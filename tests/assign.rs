@@ -120,14 +120,14 @@ impl Stream {
 
     async fn submit(&self, request: pb::AssignRequest) {
         self.commands
-            .send(pb::ReassignRequest { command: Some(Command::Submit(request)) })
+            .send(pb::ReassignRequest { command: Some(Command::Submit(request)), ..Default::default() })
             .await
             .expect("stream accepts commands");
     }
 
     async fn cancel(&self, booking: Uuid) {
         self.commands
-            .send(pb::ReassignRequest { command: Some(Command::Cancel(booking.to_string())) })
+            .send(pb::ReassignRequest { command: Some(Command::Cancel(booking.to_string())), ..Default::default() })
             .await
             .expect("stream accepts commands");
     }

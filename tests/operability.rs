@@ -251,3 +251,167 @@ async fn one_command_stack_starts_from_nothing_and_confirms_a_grpcurl_create_and
     assert!(status.success(), "{}", said.lock().expect("log"));
     assert!(said.lock().expect("log").contains("removing the private PostgreSQL cluster"));
 }
+
+/// Spans of `trace` and their names per service, for failure messages.
+fn describe(spans: &[support::otlp::Span]) -> String {
+    spans.iter().map(|s| format!("{}:{}:{}", s.service, s.name, &s.trace_id[..8])).collect::<Vec<_>>().join("\n")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_edit_confirmed_in_the_background_is_traced_across_all_three_services() {
+    use platform::proto::{
+        assign::v1::{PutFloorPlanRequest, Table},
+        booking::v1::{BookingStatus, CancelBookingRequest, GetBookingRequest, Outcome},
+    };
+    use std::time::Duration;
+    use support::stack::{create_request, edit_request, slot};
+
+    let collector = support::otlp::Collector::start().await;
+    let db = support::db::TestDb::new().await;
+    let smtp = support::smtp::SmtpSink::start().await;
+    let otel = collector.endpoint.clone();
+    let mut assign_env = support::stack::assign_env(&db.url);
+    assign_env.push(("OTEL_EXPORTER_OTLP_ENDPOINT", &otel));
+    let mut assign = support::process::ServiceProcess::start_serving("assign-svc", &assign_env).await;
+    let smtp_url = smtp.url();
+    let mut notify = support::process::ServiceProcess::start_serving(
+        "notify-svc",
+        &[("DATABASE_URL", &db.url), ("SMTP_URL", &smtp_url), ("OTEL_EXPORTER_OTLP_ENDPOINT", &otel)],
+    )
+    .await;
+    let mut booking = support::process::ServiceProcess::start_serving(
+        "booking-svc",
+        &[
+            ("DATABASE_URL", &db.url),
+            ("ASSIGN_URL", &assign.url),
+            ("NOTIFY_URL", &notify.url),
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", &otel),
+            ("WORKER_POLL_MS", "200"),
+        ],
+    )
+    .await;
+    let mut plans = support::services::assign_client(&assign.url);
+    plans
+        .put_floor_plan(PutFloorPlanRequest {
+            restaurant_id: support::stack::RESTAURANT.into(),
+            tables: vec![Table { id: "t1".into(), seats: 4, combine_group: String::new() }],
+        })
+        .await
+        .expect("floor plan");
+
+    // One table: B holds 19:00, A is confirmed at 21:00 and then moved onto B's slot.
+    let mut client = support::services::booking_client(&booking.url);
+    let holder = client.create_booking(create_request(slot(1, 19), 2)).await.expect("create B").into_inner();
+    let holder_id = holder.booking.expect("booking").id;
+    let mover = client.create_booking(create_request(slot(1, 21), 2)).await.expect("create A").into_inner();
+    let id = mover.booking.expect("booking").id;
+    // Each guest reads their confirmation before anything else happens (an email still
+    // queued when a newer version lands is dropped as stale, by design).
+    for booking in [&holder_id, &id] {
+        support::eventually(Duration::from_secs(20), "the first confirmation mail", || async {
+            (smtp.count_key(booking, "BOOKING_CONFIRMED", 1) == 1).then_some(())
+        })
+        .await;
+    }
+    let mut edit = edit_request(&id);
+    edit.start_time = Some(platform::proto::timestamp(slot(1, 19)));
+    let edited = client.edit_booking(edit).await.expect("edit A").into_inner();
+    assert_eq!(edited.outcome(), Outcome::Pending, "the slot is full, so the edit waits");
+    // Capacity frees: the background assigns A and booking-svc confirms it.
+    client
+        .cancel_booking(CancelBookingRequest { booking_id: holder_id.clone(), ..Default::default() })
+        .await
+        .expect("cancel B");
+    support::eventually(Duration::from_secs(20), "A confirmed in the background", || {
+        let mut client = client.clone();
+        let id = id.clone();
+        async move {
+            let booking = client.get_booking(GetBookingRequest { booking_id: id }).await.ok()?.into_inner().booking?;
+            (booking.status() == BookingStatus::Confirmed && booking.version == 2).then_some(())
+        }
+    })
+    .await;
+    support::eventually(Duration::from_secs(20), "all five mails", || async {
+        (smtp.count_key(&id, "MODIFICATION_CONFIRMED", 2) == 1
+            && smtp.count_key(&id, "MODIFICATION_REQUESTED", 2) == 1
+            && smtp.count_key(&holder_id, "BOOKING_CANCELLED", 1) == 1)
+            .then_some(())
+    })
+    .await;
+    for process in [&mut booking, &mut notify, &mut assign] {
+        assert!(process.terminate().await.success(), "{} did not stop cleanly", process.bin);
+    }
+
+    let spans = collector.spans();
+    let of = |service: &str, name: &str| -> Vec<&support::otlp::Span> {
+        spans.iter().filter(|s| s.service == service && s.name == name).collect()
+    };
+    // 1. The edit's trace spans booking-svc -> assign-svc.
+    let edit_span = of("booking-svc", "booking.v1.BookingService/EditBooking")
+        .into_iter()
+        .find(|s| s.kind == 2)
+        .unwrap_or_else(|| panic!("no EditBooking server span:\n{}", describe(&spans)));
+    let edit_trace = edit_span.trace_id.clone();
+    let in_edit_trace: Vec<_> = spans.iter().filter(|s| s.trace_id == edit_trace).collect();
+    let assign_server = in_edit_trace
+        .iter()
+        .find(|s| s.service == "assign-svc" && s.name == "assign.v1.AssignService/Assign" && s.kind == 2)
+        .unwrap_or_else(|| panic!("the edit's trace does not reach assign-svc:\n{}", describe(&spans)));
+    let parent = in_edit_trace.iter().find(|s| s.span_id == assign_server.parent_span_id).expect("Assign's parent");
+    assert_eq!(
+        (parent.service.as_str(), parent.kind),
+        ("booking-svc", 3),
+        "Assign is called by booking-svc's client span"
+    );
+    for span in [edit_span, *assign_server] {
+        assert_eq!(span.attr("rpc.system"), Some("grpc"));
+        assert!(span.attr("rpc.service").is_some() && span.attr("rpc.method").is_some());
+        assert_eq!(span.attr("rpc.grpc.status_code"), Some("0"));
+    }
+    assert!(
+        in_edit_trace
+            .iter()
+            .any(|s| s.attr("booking.id") == Some(id.as_str()) && s.attr("booking.version") == Some("2")),
+        "the edit's trace names the booking and its version"
+    );
+
+    // 2. The background confirmation is a later trace of its own, linked to the edit's.
+    let linked_to_edit =
+        |s: &&support::otlp::Span| s.trace_id != edit_trace && s.links.iter().any(|(t, _)| *t == edit_trace);
+    let confirmation = spans
+        .iter()
+        .filter(|s| s.service == "booking-svc" && s.attr("booking.id") == Some(id.as_str()))
+        .find(|s| linked_to_edit(s) && s.attr("reassign.state") == Some("ASSIGNED"))
+        .unwrap_or_else(|| panic!("no background confirmation span linked to the edit:\n{}", describe(&spans)));
+    // ...and it links to assign-svc's background attempt, itself linked to the edit.
+    let attempt = spans
+        .iter()
+        .find(|s| {
+            s.service == "assign-svc" && confirmation.links.iter().any(|(t, sid)| *t == s.trace_id && *sid == s.span_id)
+        })
+        .unwrap_or_else(|| panic!("the confirmation does not link to assign-svc's attempt:\n{}", describe(&spans)));
+    assert!(linked_to_edit(&attempt), "assign-svc's background attempt links to the edit");
+
+    // 3. notify-svc spans for each email, naming its kind, under booking-svc's dispatch.
+    for kind in ["BOOKING_CONFIRMED", "MODIFICATION_REQUESTED", "MODIFICATION_CONFIRMED", "BOOKING_CANCELLED"] {
+        let sent =
+            spans.iter().filter(|s| s.service == "notify-svc" && s.attr("notification.kind") == Some(kind)).count();
+        assert!(sent >= 1, "no notify-svc span for {kind}:\n{}", describe(&spans));
+    }
+    let dispatch = spans
+        .iter()
+        .filter(|s| s.service == "notify-svc" && s.name == "notify.v1.NotifyService/SendOnce" && s.kind == 2)
+        .count();
+    assert!(dispatch >= 5, "one SendOnce server span per email (5 emails), saw {dispatch}");
+    let confirmation_mail = spans
+        .iter()
+        .find(|s| s.service == "booking-svc" && s.attr("notification.kind") == Some("MODIFICATION_CONFIRMED"))
+        .expect("booking-svc's dispatch span of the confirmation");
+    assert!(
+        linked_to_edit(&confirmation_mail) || confirmation_mail.links.iter().any(|(t, _)| *t == confirmation.trace_id),
+        "the confirmation email's dispatch links to the work that caused it"
+    );
+    assert!(
+        collector.metrics().iter().any(|(service, name)| service == "booking-svc" && name == "rpc.server.duration")
+    );
+}

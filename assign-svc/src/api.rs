@@ -187,6 +187,7 @@ pub(crate) fn encode_update(update: &JobUpdate) -> pb::ReassignResponse {
         version: update.version,
         attempt: update.attempt,
         last_error: update.last_error.clone().unwrap_or_default(),
+        trace_context: update.trace_context.clone(),
         ..Default::default()
     };
     match &update.kind {
@@ -351,13 +352,17 @@ impl Session {
     /// resubmits, since jobs live in the database).
     async fn handle(&self, message: pb::ReassignRequest) -> Result<(), Status> {
         match message.command {
-            Some(pb::reassign_request::Command::Submit(submit)) => self.submit(submit).await,
+            Some(pb::reassign_request::Command::Submit(submit)) => self.submit(submit, &message.trace_context).await,
             Some(pb::reassign_request::Command::Cancel(booking_id)) => self.cancel(&booking_id).await,
             None => Ok(()),
         }
     }
 
-    async fn submit(&self, submit: pb::AssignRequest) -> Result<(), Status> {
+    async fn submit(
+        &self,
+        submit: pb::AssignRequest,
+        trace_context: &std::collections::HashMap<String, String>,
+    ) -> Result<(), Status> {
         let request = match parse_assign(&submit, "submit.") {
             Ok(request) => request,
             Err(violations) => {
@@ -378,14 +383,19 @@ impl Session {
             }
         };
         self.hub.watch(self.id, request.booking_id, request.version.get());
-        let answer =
-            self.assigner.submit(&request, Budget::within(STREAM_COMMAND_BUDGET)).await.map_err(Status::from)?;
+        let answer = self
+            .assigner
+            .submit(&request, trace_context, Budget::within(STREAM_COMMAND_BUDGET))
+            .await
+            .map_err(Status::from)?;
+        let here = platform::telemetry::current_context_carrier();
         let update = |attempt: i32, last_error: Option<String>, kind: UpdateKind| JobUpdate {
             booking_id: request.booking_id,
             version: request.version.get(),
             attempt,
             last_error,
             kind,
+            trace_context: here.clone(),
         };
         let answer = match answer {
             SubmitAnswer::Released { released_version } => Some(update(

@@ -201,7 +201,12 @@ impl Assigner {
     /// Applies a stream's submit to the booking's job (see [`decide_submit`]); a new or
     /// reopened job is due at once and the schedulers are woken.
     #[tracing::instrument(skip_all, fields(booking.id = %request.booking_id, booking.version = request.version.get(), answer = tracing::field::Empty))]
-    pub async fn submit(&self, request: &AssignRequest, budget: Budget) -> Result<SubmitAnswer, Error> {
+    pub async fn submit(
+        &self,
+        request: &AssignRequest,
+        trace_context: &std::collections::HashMap<String, String>,
+        budget: Budget,
+    ) -> Result<SubmitAnswer, Error> {
         let mut client = self.client(budget).await?;
         let result = timeout_at(budget.end, async {
             let tx = client.transaction().await?;
@@ -211,7 +216,7 @@ impl Assigner {
             let answer = decide_submit(&state, job.as_ref(), request.version);
             match &answer {
                 SubmitAnswer::NewJob { supersedes } => {
-                    store::put_job(&tx, request).await?;
+                    store::put_job(&tx, request, trace_context).await?;
                     if let (Some(older), Some(job)) = (supersedes, &job) {
                         store::notify_superseded(&tx, request.booking_id, *older, job.attempts).await?;
                     }

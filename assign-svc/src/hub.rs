@@ -161,7 +161,14 @@ impl Hub {
             },
             _ => return,
         };
-        self.publish(&JobUpdate { booking_id, version: payload.v, attempt: payload.a, last_error: payload.e, kind });
+        self.publish(&JobUpdate {
+            booking_id,
+            version: payload.v,
+            attempt: payload.a,
+            last_error: payload.e,
+            kind,
+            trace_context: payload.t,
+        });
     }
 
     /// After the LISTEN connection was lost, updates may have been missed: sends every

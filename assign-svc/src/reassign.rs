@@ -16,6 +16,7 @@ use platform::db::Database;
 use std::time::{Duration, SystemTime};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 /// Longest sleep without looking for due jobs (a safety net for lost wake-ups).
 const MAX_IDLE: Duration = Duration::from_secs(5);
@@ -101,10 +102,34 @@ impl Scheduler {
         }
     }
 
-    /// One attempt of a claimed job; its outcome is recorded and published by the
-    /// transaction itself.
-    #[tracing::instrument(skip_all, fields(booking.id = %job.request.booking_id, booking.version = job.request.version.get(), job.attempt = job.attempts + 1, result = tracing::field::Empty))]
+    /// One attempt of a claimed job, in a trace of its own linked to the request that
+    /// submitted the job; its outcome is recorded and published by the transaction itself,
+    /// with this attempt's trace context.
     async fn attempt(&self, job: ClaimedJob) {
+        let span = tracing::info_span!(
+            parent: None,
+            "reassign.attempt",
+            booking.id = %job.request.booking_id,
+            booking.version = job.request.version.get(),
+            job.attempt = job.attempts + 1,
+            result = tracing::field::Empty,
+        );
+        platform::telemetry::link_to_carrier(&span, &job.trace_context);
+        self.attempt_in_span(job).instrument(span).await
+    }
+
+    async fn attempt_in_span(&self, job: ClaimedJob) {
+        let carrier = platform::telemetry::current_context_carrier();
+        if !carrier.is_empty() {
+            let remembered = async {
+                let client = self.database.client().await?;
+                store::set_attempt_context(&client, &job, &carrier).await
+            }
+            .await;
+            if let Err(error) = remembered {
+                tracing::debug!(%error, "could not store the attempt's trace context");
+            }
+        }
         let now = SystemTime::now();
         let context = JobContext { job: &job, policy: self.policy, now };
         let result = if RetryPolicy::gives_up(now, job.request.slot.start()) {

@@ -12,6 +12,7 @@ use crate::{
     error::Error,
 };
 use deadpool_postgres::{ClientWrapper, Transaction};
+use std::collections::HashMap;
 use std::time::SystemTime;
 use tokio_postgres::Row;
 use uuid::Uuid;
@@ -23,13 +24,13 @@ pub const WAKE_CHANNEL: &str = "assign_wake";
 
 /// Selects one `pg_notify` per row of the CTE named `$cte` (job rows), with the update as
 /// JSON: booking `b`, version `v`, state `s`, attempts `a`, next attempt `n` (µs since the
-/// epoch) and last error `e`.
+/// epoch), last error `e` and the trace context `t` of the latest attempt.
 macro_rules! notify_jobs_from {
     ($cte:literal) => {
         concat!(
             "SELECT pg_notify('assign_updates', json_build_object('b', booking_id, 'v', version, 's', state, ",
             "'a', attempts, 'n', (extract(epoch FROM next_attempt_at) * 1000000)::bigint, ",
-            "'e', left(last_error, 1000))::text) FROM ",
+            "'e', left(last_error, 1000), 't', attempt_trace_context)::text) FROM ",
             $cte
         )
     };
@@ -50,6 +51,9 @@ pub struct JobPayload {
     pub n: Option<i64>,
     /// Last error.
     pub e: Option<String>,
+    /// W3C trace context of the attempt that produced the update.
+    #[serde(default)]
+    pub t: HashMap<String, String>,
 }
 
 /// A job claimed by this process under a lease.
@@ -63,6 +67,8 @@ pub struct ClaimedJob {
     pub wakes: i64,
     /// The lease.
     pub lease_id: Uuid,
+    /// W3C trace context of the request that submitted the job.
+    pub trace_context: HashMap<String, String>,
 }
 
 fn stored<T>(what: &str, parsed: Result<T, String>) -> Result<T, Error> {
@@ -238,7 +244,7 @@ pub async fn record_assignment(
                  last_error = CASE WHEN version = $2 THEN NULL ELSE last_error END, \
                  finished_at = now(), lease_id = NULL, locked_until = NULL \
                WHERE booking_id = $1 AND state = 'waiting' AND version <= $2 \
-               RETURNING booking_id, version, state, attempts, next_attempt_at, last_error) ",
+               RETURNING booking_id, version, state, attempts, next_attempt_at, last_error, attempt_trace_context) ",
             notify_jobs_from!("finished")
         ))
         .await?;
@@ -272,7 +278,7 @@ pub async fn record_newest_version(tx: &Transaction<'_>, booking_id: BookingId, 
              superseded AS ( \
                UPDATE assign.jobs SET state = 'superseded', finished_at = now(), lease_id = NULL, locked_until = NULL \
                WHERE booking_id = $1 AND state = 'waiting' AND version < $2 \
-               RETURNING booking_id, version, state, attempts, next_attempt_at, last_error) ",
+               RETURNING booking_id, version, state, attempts, next_attempt_at, last_error, attempt_trace_context) ",
             notify_jobs_from!("superseded")
         ))
         .await?;
@@ -319,7 +325,7 @@ pub async fn record_job_failure(
                  finished_at = CASE WHEN $5::timestamptz IS NULL THEN now() END, \
                  lease_id = NULL, locked_until = NULL \
                WHERE booking_id = $1 AND version = $2 AND lease_id = $3 AND state = 'waiting' \
-               RETURNING booking_id, version, state, attempts, next_attempt_at, last_error) ",
+               RETURNING booking_id, version, state, attempts, next_attempt_at, last_error, attempt_trace_context) ",
             notify_jobs_from!("failed")
         ))
         .await?;
@@ -348,7 +354,7 @@ pub async fn finish_job(tx: &Transaction<'_>, job: &ClaimedJob, state: JobState)
             "WITH finished AS ( \
                UPDATE assign.jobs SET state = $4, finished_at = now(), lease_id = NULL, locked_until = NULL \
                WHERE booking_id = $1 AND version = $2 AND lease_id = $3 AND state = 'waiting' \
-               RETURNING booking_id, version, state, attempts, next_attempt_at, last_error) ",
+               RETURNING booking_id, version, state, attempts, next_attempt_at, last_error, attempt_trace_context) ",
             notify_jobs_from!("finished")
         ))
         .await?;
@@ -400,7 +406,37 @@ fn claimed_job(row: &Row) -> Result<ClaimedJob, Error> {
         attempts: row.try_get("attempts")?,
         wakes: row.try_get("wakes")?,
         lease_id: row.try_get("lease_id")?,
+        trace_context: carrier_from(row.try_get("trace_context")?),
     })
+}
+
+/// A stored trace-context carrier (a JSON object of strings).
+fn carrier_from(value: serde_json::Value) -> HashMap<String, String> {
+    match value {
+        serde_json::Value::Object(map) => {
+            map.into_iter().filter_map(|(k, v)| v.as_str().map(|v| (k, v.to_string()))).collect()
+        }
+        _ => HashMap::new(),
+    }
+}
+
+fn carrier_json(carrier: &HashMap<String, String>) -> serde_json::Value {
+    serde_json::Value::Object(carrier.iter().map(|(k, v)| (k.clone(), serde_json::Value::from(v.as_str()))).collect())
+}
+
+/// Remembers the trace context of the attempt a leased job is making, so the update it
+/// publishes carries it.
+#[tracing::instrument(level = "debug", skip_all)]
+pub async fn set_attempt_context(
+    client: &ClientWrapper,
+    job: &ClaimedJob,
+    carrier: &HashMap<String, String>,
+) -> Result<(), Error> {
+    let statement = client
+        .prepare_cached("UPDATE assign.jobs SET attempt_trace_context = $3 WHERE booking_id = $1 AND lease_id = $2")
+        .await?;
+    client.execute(&statement, &[&job.request.booking_id.uuid(), &job.lease_id, &carrier_json(carrier)]).await?;
+    Ok(())
 }
 
 /// Claims up to `limit` due jobs whose lease is free (skipping rows other replicas are
@@ -416,7 +452,7 @@ pub async fn claim_due_jobs(client: &ClientWrapper, limit: i64, lease_ms: i64) -
              UPDATE assign.jobs j SET lease_id = gen_random_uuid(), locked_until = now() + $2 * interval '1 millisecond' \
              FROM due WHERE j.booking_id = due.booking_id \
              RETURNING j.booking_id, j.version, j.restaurant_id, j.party_size, lower(j.during) AS start_time, \
-                       upper(j.during) AS end_time, j.attempts, j.wakes, j.lease_id",
+                       upper(j.during) AS end_time, j.attempts, j.wakes, j.lease_id, j.trace_context",
         )
         .await?;
     let rows = client.query(&statement, &[&limit, &(lease_ms as f64)]).await?;
@@ -456,7 +492,7 @@ pub async fn job_payload(client: &ClientWrapper, booking_id: BookingId) -> Resul
     let statement = client
         .prepare_cached(
             "SELECT version, state, attempts, (extract(epoch FROM next_attempt_at) * 1000000)::bigint AS next_us, \
-                    last_error FROM assign.jobs WHERE booking_id = $1",
+                    last_error, attempt_trace_context FROM assign.jobs WHERE booking_id = $1",
         )
         .await?;
     let Some(row) = client.query_opt(&statement, &[&booking_id.uuid()]).await? else { return Ok(None) };
@@ -467,6 +503,7 @@ pub async fn job_payload(client: &ClientWrapper, booking_id: BookingId) -> Resul
         a: row.try_get("attempts")?,
         n: row.try_get("next_us")?,
         e: row.try_get("last_error")?,
+        t: carrier_from(row.try_get("attempt_trace_context")?),
     }))
 }
 
@@ -485,7 +522,11 @@ pub async fn lock_job(tx: &Transaction<'_>, booking_id: BookingId) -> Result<Opt
 /// Creates or replaces the booking's job with a fresh one for the request, due now, and
 /// records its version as the newest seen.
 #[tracing::instrument(level = "debug", skip_all)]
-pub async fn put_job(tx: &Transaction<'_>, request: &AssignRequest) -> Result<(), Error> {
+pub async fn put_job(
+    tx: &Transaction<'_>,
+    request: &AssignRequest,
+    trace_context: &HashMap<String, String>,
+) -> Result<(), Error> {
     let statement = tx
         .prepare_cached(
             "WITH booking AS ( \
@@ -493,12 +534,13 @@ pub async fn put_job(tx: &Transaction<'_>, request: &AssignRequest) -> Result<()
                RETURNING 1) \
              INSERT INTO assign.jobs AS j (booking_id, version, restaurant_id, party_size, during, state, attempts, \
                                           next_attempt_at, last_error, wakes, lease_id, locked_until, submitted_at, \
-                                          finished_at) \
-             VALUES ($1, $2, $3, $4, tstzrange($5, $6), 'waiting', 0, now(), NULL, 0, NULL, NULL, now(), NULL) \
+                                          finished_at, trace_context, attempt_trace_context) \
+             VALUES ($1, $2, $3, $4, tstzrange($5, $6), 'waiting', 0, now(), NULL, 0, NULL, NULL, now(), NULL, $7, '{}') \
              ON CONFLICT (booking_id) DO UPDATE SET version = EXCLUDED.version, restaurant_id = EXCLUDED.restaurant_id, \
                party_size = EXCLUDED.party_size, during = EXCLUDED.during, state = 'waiting', attempts = 0, \
                next_attempt_at = now(), last_error = NULL, lease_id = NULL, locked_until = NULL, \
-               submitted_at = now(), finished_at = NULL",
+               submitted_at = now(), finished_at = NULL, trace_context = EXCLUDED.trace_context, \
+               attempt_trace_context = '{}'",
         )
         .await?;
     tx.execute(
@@ -510,6 +552,7 @@ pub async fn put_job(tx: &Transaction<'_>, request: &AssignRequest) -> Result<()
             &(request.party_size.get() as i32),
             &request.slot.start(),
             &request.slot.end(),
+            &carrier_json(trace_context),
         ],
     )
     .await?;

@@ -140,9 +140,10 @@ impl Dispatcher {
                             self.outgoing = Some(outgoing);
                             inbound = Some(stream);
                             tracing::info!(jobs = self.tracked.len(), "Reassign stream open; resubmitting tracked jobs");
-                            let requests: Vec<AssignRequest> = self.tracked.values().map(|t| t.request.clone()).collect();
-                            for request in requests {
-                                self.send(StreamCommand::Submit(request));
+                            let requests: Vec<(AssignRequest, Carrier)> =
+                                self.tracked.values().map(|t| (t.request.clone(), t.carrier.clone())).collect();
+                            for (request, carrier) in requests {
+                                self.send(StreamCommand::Submit(request), carrier);
                             }
                         }
                         Err(error) => {
@@ -179,7 +180,7 @@ impl Dispatcher {
                 Some(command) = self.commands.recv() => match command {
                     Command::Cancel(booking_id) => {
                         self.tracked.remove(&booking_id);
-                        self.send(StreamCommand::Cancel(booking_id.to_string()));
+                        self.send(StreamCommand::Cancel(booking_id.to_string()), Carrier::new());
                     }
                 },
             }
@@ -217,9 +218,10 @@ impl Dispatcher {
         })
     }
 
-    fn send(&mut self, command: StreamCommand) {
+    /// Sends a command, with the W3C context of the request it is about (empty for none).
+    fn send(&mut self, command: StreamCommand, trace_context: Carrier) {
         if let Some(outgoing) = &self.outgoing
-            && outgoing.send(ReassignRequest { command: Some(command) }).is_err()
+            && outgoing.send(ReassignRequest { command: Some(command), trace_context }).is_err()
         {
             self.outgoing = None;
         }
@@ -267,10 +269,11 @@ impl Dispatcher {
                         request: request.clone(),
                         attempts: job.attempts,
                         created_at: job.created_at,
-                        carrier: job.carrier,
+                        carrier: job.carrier.clone(),
                     },
                 );
-                self.send(StreamCommand::Submit(request));
+                let carrier = job.carrier;
+                self.send(StreamCommand::Submit(request), carrier);
             }
             let client = self.db.client().await?;
             return store::next_job_due(&client, self.owner).await;
@@ -378,6 +381,7 @@ impl Dispatcher {
             decision = tracing::field::Empty,
         );
         link_to_carrier(&span, &tracked.carrier);
+        link_to_carrier(&span, &update.trace_context);
         let tracked_version = tracked.version;
         let (created_at, carrier) = (tracked.created_at, tracked.carrier.clone());
         let result = self.apply_update(booking_id, &update, &state, created_at, &carrier).instrument(span).await;

@@ -142,6 +142,8 @@ pub struct JobUpdate {
     pub last_error: Option<String>,
     /// Where the job stands.
     pub kind: UpdateKind,
+    /// W3C trace context of the work that produced the update (empty when unknown).
+    pub trace_context: std::collections::HashMap<String, String>,
 }
 
 impl JobUpdate {

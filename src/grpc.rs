@@ -129,6 +129,7 @@ impl GrpcServer {
             let mut builder = tonic_reflection::server::Builder::configure()
                 .register_encoded_file_descriptor_set(crate::proto::FILE_DESCRIPTOR_SET)
                 .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+                .register_encoded_file_descriptor_set(tonic_types::pb::FILE_DESCRIPTOR_SET)
                 .register_encoded_file_descriptor_set(other_reflection)
                 .with_service_name(HEALTH_SERVICE)
                 .with_service_name("grpc.reflection.v1.ServerReflection")

@@ -1,25 +1,44 @@
-//! The PostgreSQL pool, per-service schema migrations, and database-driven health.
+//! The PostgreSQL pool, per-service schema migrations, database-driven health,
+//! transactions in few round trips, and the wake-ups of workers.
 //!
 //! A service owns one schema and migrates it at start-up with refinery (its history
 //! table lives in that schema, so services sharing a database never see each other's
 //! migrations; an advisory lock serialises replicas). The database may be down at start:
 //! [`Database::migrate_until_ready`] retries with backoff while health reports
-//! `NOT_SERVING`, and requests get `UNAVAILABLE` until then. This module never holds a
-//! domain query.
+//! `NOT_SERVING`, and requests get `UNAVAILABLE` until then.
+//!
+//! [`Tx`] pipelines a transaction's statements (tokio-postgres sends requests issued
+//! together back to back on one connection): `BEGIN` goes with the first statements and
+//! `COMMIT` with the last ones, so a short transaction costs two round trips, and no
+//! lock waits on the client between them. [`Database::listen`] and [`Database::wake`]
+//! wake workers: in-process at once, other processes by a coalesced `NOTIFY` sent outside
+//! the callers' transactions (a `NOTIFY` inside a transaction serialises its commit with
+//! every other such commit). This module never holds a domain query.
 
 use crate::{backoff::Backoff, grpc::Health};
-use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod, Runtime};
+use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod, Runtime, WeakPool};
 use std::{
+    collections::HashMap,
+    future::Future,
+    pin::Pin,
     str::FromStr,
     sync::{
-        Arc,
+        Arc, Mutex, OnceLock,
         atomic::{AtomicBool, Ordering},
     },
+    task::Poll,
     time::Duration,
 };
-use tokio::sync::Notify;
-use tokio_postgres::{AsyncMessage, NoTls, error::SqlState};
+use tokio::sync::{Notify, mpsc};
+use tokio_postgres::{AsyncMessage, NoTls, Row, Statement, error::SqlState, types::ToSql};
 use tokio_util::sync::CancellationToken;
+
+/// Longest a wake-up for other processes waits to be merged with later ones: at most one
+/// `NOTIFY` per channel per this interval leaves a process.
+pub const WAKE_COALESCE: Duration = Duration::from_millis(25);
+
+/// How long a dropped, unfinished [`Tx`] waits for its ROLLBACK before closing its connection.
+const ROLLBACK_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Why the database could not serve a request.
 #[derive(Debug, thiserror::Error)]
@@ -106,6 +125,17 @@ pub struct Database {
     pool: Pool,
     ready: Arc<AtomicBool>,
     url: Arc<str>,
+    wakeups: Arc<Wakeups>,
+}
+
+/// The wake-up side of LISTEN/NOTIFY for this process: the workers listening here, and
+/// the channels still to `NOTIFY` other processes about.
+struct Wakeups {
+    /// The payload of this process's own `NOTIFY`s, so its listeners skip them (they were
+    /// woken in-process already).
+    instance: String,
+    local: Mutex<HashMap<&'static str, Vec<Arc<Notify>>>>,
+    notifier: OnceLock<mpsc::UnboundedSender<&'static str>>,
 }
 
 impl Database {
@@ -125,7 +155,36 @@ impl Database {
             .create_timeout(Some(Duration::from_secs(3)))
             .recycle_timeout(Some(Duration::from_secs(2)))
             .build()?;
-        Ok(Self { pool, ready: Arc::new(AtomicBool::new(false)), url: url.into() })
+        let wakeups = Wakeups {
+            instance: format!("{:016x}", fastrand::u64(..)),
+            local: Mutex::default(),
+            notifier: OnceLock::new(),
+        };
+        Ok(Self { pool, ready: Arc::new(AtomicBool::new(false)), url: url.into(), wakeups: Arc::new(wakeups) })
+    }
+
+    /// A transaction on a pooled connection (nothing is sent until its first statement).
+    pub async fn tx(&self) -> Result<Tx, DbError> {
+        Ok(Tx::new(self.client().await?))
+    }
+
+    /// Wakes the workers listening on `channel` (see [`Database::listen`]): those of this
+    /// process at once, those of other processes with a `NOTIFY` sent soon after, outside
+    /// any transaction of the caller and merged with other wake-ups of the next
+    /// [`WAKE_COALESCE`]. Call it after the transaction that made work due committed.
+    /// Like every wake-up, a hint: a lost one only delays work until its worker polls.
+    pub fn wake(&self, channel: &'static str) {
+        if let Some(listeners) = self.wakeups.local.lock().unwrap_or_else(|e| e.into_inner()).get(channel) {
+            for listener in listeners {
+                listener.notify_one();
+            }
+        }
+        let notifier = self.wakeups.notifier.get_or_init(|| {
+            let (tx, rx) = mpsc::unbounded_channel();
+            tokio::spawn(notify_others(self.pool.weak(), self.wakeups.instance.clone(), rx));
+            tx
+        });
+        let _ = notifier.send(channel);
     }
 
     /// Whether the schema has been migrated.
@@ -200,8 +259,15 @@ impl Database {
     /// duplicate wake-up only changes latency, never correctness.
     pub fn listen(&self, channel: &'static str, shutdown: CancellationToken) -> Arc<Notify> {
         let notify = Arc::new(Notify::new());
+        self.wakeups.local.lock().unwrap_or_else(|e| e.into_inner()).entry(channel).or_default().push(notify.clone());
         let wake = notify.clone();
-        self.spawn_listener(channel, shutdown, move |_| wake.notify_one());
+        let own = self.wakeups.instance.clone();
+        self.spawn_listener(channel, shutdown, move |payload| {
+            // This process's own wake-ups were delivered in-process already.
+            if payload.as_deref() != Some(own.as_str()) {
+                wake.notify_one();
+            }
+        });
         notify
     }
 
@@ -315,4 +381,240 @@ where
     };
     driver.abort();
     result
+}
+
+/// Sends the `NOTIFY`s that [`Database::wake`] asked for, at most one per channel per
+/// [`WAKE_COALESCE`], each batch in a tiny transaction of its own (asynchronous commit is
+/// harmless there: a notification carries no data, and the work it announces was
+/// committed durably before). Ends when the pool is gone.
+async fn notify_others(pool: WeakPool, instance: String, mut wakes: mpsc::UnboundedReceiver<&'static str>) {
+    let mut channels: Vec<&'static str> = Vec::new();
+    while let Some(first) = wakes.recv().await {
+        channels.clear();
+        channels.push(first);
+        while let Ok(channel) = wakes.try_recv() {
+            if !channels.contains(&channel) {
+                channels.push(channel);
+            }
+        }
+        let Some(pool) = pool.upgrade() else { return };
+        let mut sql = String::from("BEGIN; SET LOCAL synchronous_commit TO off;");
+        for channel in &channels {
+            sql.push_str(&format!(" SELECT pg_notify({}, {});", quote(channel), quote(&instance)));
+        }
+        sql.push_str(" COMMIT;");
+        let sent = async {
+            let client = pool.get().await?;
+            if let Err(error) = client.batch_execute(&sql).await {
+                // It may have stopped inside the transaction: never hand it out again.
+                drop(Object::take(client));
+                return Err(DbError::from(error));
+            }
+            Ok::<_, DbError>(())
+        }
+        .await;
+        drop(pool);
+        if let Err(error) = sent {
+            tracing::debug!(%error, ?channels, "could not NOTIFY other processes; they find the work when they poll");
+        }
+        tokio::time::sleep(WAKE_COALESCE).await;
+    }
+}
+
+/// A SQL string literal.
+fn quote(text: &str) -> String {
+    format!("'{}'", text.replace('\'', "''"))
+}
+
+/// A statement ready to be sent: prepared (and cached) on the connection it will run on,
+/// with its parameters. Several of them go out back to back, in order, in one round
+/// trip ([`Tx::run`], [`Tx::commit_with`]).
+pub struct Prepared {
+    statement: Statement,
+    params: Vec<Box<dyn ToSql + Sync + Send>>,
+}
+
+impl Prepared {
+    /// `statement` with `params` (one per placeholder, in order).
+    pub fn new(statement: Statement, params: Vec<Box<dyn ToSql + Sync + Send>>) -> Self {
+        Self { statement, params }
+    }
+
+    fn params(&self) -> Vec<&(dyn ToSql + Sync)> {
+        self.params.iter().map(|p| &**p as &(dyn ToSql + Sync)).collect()
+    }
+
+    /// Runs the statement alone; its rows.
+    pub async fn query(
+        &self,
+        client: &impl deadpool_postgres::GenericClient,
+    ) -> Result<Vec<Row>, tokio_postgres::Error> {
+        client.query(&self.statement, &self.params()).await
+    }
+}
+
+/// Boxes statement parameters for [`Prepared::new`]: `params![id, name.to_string()]`.
+#[macro_export]
+macro_rules! params {
+    ($($param:expr),* $(,)?) => {
+        vec![$(Box::new($param) as Box<dyn ::tokio_postgres::types::ToSql + Sync + Send>),*]
+    };
+}
+
+/// One transaction on one pooled connection, in few round trips: `BEGIN` travels with
+/// the first statements ([`Tx::begin`], [`Tx::run`]) and `COMMIT` with the last ones
+/// ([`Tx::commit_with`]). Dropped before it finished (an error, a cancelled call), it
+/// rolls back before its connection serves anyone else.
+pub struct Tx {
+    client: Option<Object>,
+    /// BEGIN was sent and neither COMMIT nor ROLLBACK answered.
+    open: AtomicBool,
+}
+
+type Pending<'a> = Pin<Box<dyn Future<Output = Result<Vec<Row>, tokio_postgres::Error>> + Send + 'a>>;
+
+impl Tx {
+    /// A transaction on `client`; nothing is sent yet.
+    pub fn new(client: Object) -> Self {
+        Self { client: Some(client), open: AtomicBool::new(false) }
+    }
+
+    /// The connection, for statements of this transaction (after [`Tx::begin`]).
+    pub fn client(&self) -> &Object {
+        match &self.client {
+            Some(client) => client,
+            None => unreachable!("the client is only taken when the transaction is dropped"),
+        }
+    }
+
+    /// Sends `BEGIN` and then `first` (built on [`Tx::client`]) back to back; `first`'s
+    /// result. A statement in `first` that still has to be prepared goes out after
+    /// `BEGIN` in any case.
+    pub async fn begin<T, E>(&self, first: impl Future<Output = Result<T, E>>) -> Result<T, E>
+    where
+        E: From<tokio_postgres::Error>,
+    {
+        let was_open = self.open.swap(true, Ordering::AcqRel);
+        let begin = async {
+            if !was_open {
+                self.client().batch_execute("BEGIN").await?;
+            }
+            Ok::<_, tokio_postgres::Error>(())
+        };
+        let (begun, result) = tokio::join!(biased; begin, first);
+        begun?;
+        result
+    }
+
+    /// Sends `statements` in order (after `BEGIN` if none was sent yet), in one round
+    /// trip; the rows of each, or the first error.
+    pub async fn run(&self, statements: &[Prepared]) -> Result<Vec<Vec<Row>>, DbError> {
+        let was_open = self.open.swap(true, Ordering::AcqRel);
+        let (results, _) = self.send(!was_open, statements, false).await;
+        collect(results)
+    }
+
+    /// Sends `statements` and `COMMIT` in order (after `BEGIN` if none was sent yet), in
+    /// one round trip: the rows of each statement once committed, or the first error
+    /// (then nothing was committed: PostgreSQL ends a failed transaction's `COMMIT` as a
+    /// rollback).
+    pub async fn commit_with(self, statements: &[Prepared]) -> Result<Vec<Vec<Row>>, DbError> {
+        let was_open = self.open.swap(true, Ordering::AcqRel);
+        let (results, committed) = self.send(!was_open, statements, true).await;
+        if let Some(Ok(())) = committed {
+            self.open.store(false, Ordering::Release);
+        }
+        let rows = collect(results)?;
+        match committed {
+            Some(Err(error)) => Err(error.into()),
+            _ => Ok(rows),
+        }
+    }
+
+    /// Commits what was sent so far.
+    pub async fn commit(self) -> Result<(), DbError> {
+        self.commit_with(&[]).await.map(drop)
+    }
+
+    /// Rolls back now (dropping a `Tx` rolls back too, a moment later).
+    pub async fn rollback(self) -> Result<(), DbError> {
+        if self.open.load(Ordering::Acquire) {
+            self.client().batch_execute("ROLLBACK").await?;
+            self.open.store(false, Ordering::Release);
+        }
+        Ok(())
+    }
+
+    /// Sends `BEGIN` (when `begin`), the statements and `COMMIT` (when `commit`) without
+    /// waiting in between, then waits for every answer.
+    async fn send(
+        &self,
+        begin: bool,
+        statements: &[Prepared],
+        commit: bool,
+    ) -> (Vec<Result<Vec<Row>, tokio_postgres::Error>>, Option<Result<(), tokio_postgres::Error>>) {
+        let client = self.client();
+        let params: Vec<Vec<&(dyn ToSql + Sync)>> = statements.iter().map(Prepared::params).collect();
+        let mut pending: Vec<Pending<'_>> = Vec::with_capacity(statements.len() + 2);
+        if begin {
+            pending.push(Box::pin(async move { client.batch_execute("BEGIN").await.map(|()| Vec::new()) }));
+        }
+        for (statement, params) in statements.iter().zip(&params) {
+            pending.push(Box::pin(client.query(&statement.statement, params)));
+        }
+        if commit {
+            pending.push(Box::pin(async move { client.batch_execute("COMMIT").await.map(|()| Vec::new()) }));
+        }
+        // Poll in order: each request is queued on the connection at its first poll.
+        let mut done: Vec<Option<Result<Vec<Row>, tokio_postgres::Error>>> = pending.iter().map(|_| None).collect();
+        std::future::poll_fn(|cx| {
+            let mut all = true;
+            for (future, slot) in pending.iter_mut().zip(done.iter_mut()) {
+                if slot.is_none() {
+                    match future.as_mut().poll(cx) {
+                        Poll::Ready(result) => *slot = Some(result),
+                        Poll::Pending => all = false,
+                    }
+                }
+            }
+            if all { Poll::Ready(()) } else { Poll::Pending }
+        })
+        .await;
+        let mut results: Vec<Result<Vec<Row>, tokio_postgres::Error>> = done.into_iter().flatten().collect();
+        let committed = if commit { results.pop().map(|r| r.map(drop)) } else { None };
+        if begin
+            && !results.is_empty()
+            && let Err(error) = results.remove(0)
+        {
+            return (vec![Err(error)], committed);
+        }
+        (results, committed)
+    }
+}
+
+/// The rows of each statement, or the first error.
+fn collect(results: Vec<Result<Vec<Row>, tokio_postgres::Error>>) -> Result<Vec<Vec<Row>>, DbError> {
+    results.into_iter().map(|r| r.map_err(DbError::from)).collect()
+}
+
+impl Drop for Tx {
+    fn drop(&mut self) {
+        if !self.open.load(Ordering::Acquire) {
+            return;
+        }
+        let Some(client) = self.client.take() else { return };
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => {
+                // Back to the pool once rolled back; a connection that does not answer in
+                // time (it may still run a statement cut short by a deadline) is closed.
+                runtime.spawn(async move {
+                    match tokio::time::timeout(ROLLBACK_TIMEOUT, client.batch_execute("ROLLBACK")).await {
+                        Ok(Ok(())) => {}
+                        _ => drop(Object::take(client)),
+                    }
+                });
+            }
+            Err(_) => drop(Object::take(client)),
+        }
+    }
 }

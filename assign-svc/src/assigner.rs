@@ -19,7 +19,7 @@ use crate::{
     store::{self, ClaimedJob},
 };
 use deadpool_postgres::{Object, Transaction};
-use platform::db::Database;
+use platform::db::{Database, Tx};
 use std::time::{Duration, SystemTime};
 use tokio::time::{Instant, timeout_at};
 
@@ -119,12 +119,14 @@ impl Assigner {
         budget: Budget,
         job: Option<JobContext<'_>>,
     ) -> Result<Attempt, Error> {
-        let mut client = self.client(budget).await?;
         let mut round = 0;
         loop {
             round += 1;
-            match timeout_at(budget.end, attempt_once(&mut client, request, budget, job)).await {
-                Err(elapsed) => return settle(client, Err(elapsed)),
+            let tx = Tx::new(self.client(budget).await?);
+            // A transaction cut short by the deadline rolls back before its connection is
+            // used again (see `Tx`).
+            match timeout_at(budget.end, attempt_once(tx, request, budget, job)).await {
+                Err(_elapsed) => return Err(Error::DeadlineExceeded),
                 Ok(Err(error)) if error.is_conflict() && round < MAX_ROUNDS && !budget.passed() => {
                     tracing::debug!(round, error = %error, "conflict with a concurrent transaction; trying again");
                 }
@@ -320,39 +322,49 @@ fn map_budget<T>(result: Result<Result<T, Error>, tokio::time::error::Elapsed>) 
     }
 }
 
-/// One transaction of [`Assigner::assign`]; returns the attempt and, when the booking's
-/// previous tables were swapped away, where capacity was freed.
+/// One transaction of [`Assigner::assign`] in two round trips (BEGIN with every read, then
+/// every write with COMMIT); returns the attempt and, when the booking's previous tables
+/// were swapped away, where capacity was freed.
 async fn attempt_once(
-    client: &mut Object,
+    tx: Tx,
     request: &AssignRequest,
     budget: Budget,
     job: Option<JobContext<'_>>,
 ) -> Result<(Attempt, Option<(RestaurantId, Slot)>), Error> {
-    let tx = client.transaction().await?;
-    let state =
-        store::start_assignment(&tx, budget.database_millis(), &request.restaurant_id, request.booking_id).await?;
-    if let Some(context) = job
-        && !store::job_still_leased(&tx, request.booking_id, request.version, context.job.lease_id).await?
-    {
+    let client = tx.client();
+    // The restaurant's lock first: the reads after it see what the previous holder committed.
+    let mut reads = vec![
+        store::start_assignment(client, budget.database_millis(), &request.restaurant_id, request.booking_id).await?,
+    ];
+    if let Some(context) = job {
+        reads.push(store::job_still_leased(client, request.booking_id, request.version, context.job.lease_id).await?);
+    }
+    reads.push(store::tables_for(client, request).await?);
+    let rows = tx.run(&reads).await?;
+    let state = store::booking_state_of(request.booking_id, &rows[0])?;
+    if job.is_some() && rows[1].is_empty() {
         tx.rollback().await?;
         return Ok((Attempt::JobGone, None));
     }
+    let mut writes = Vec::new();
     let mut freed = None;
+    let mut assigned = false;
     let attempt = match check_version(&state, request.version) {
         VersionCheck::Released { released_version } => Attempt::Released { released_version },
         VersionCheck::Older { newest_version } => Attempt::Older { newest_version },
         VersionCheck::AlreadyAssigned(held) => Attempt::AlreadyAssigned(held),
         VersionCheck::Attempt => {
-            let tables = store::tables_for(&tx, request).await?;
+            let tables = store::tables_of(rows.last().map_or(&[][..], Vec::as_slice))?;
             match best_fit(&tables, request.party_size) {
                 _ if tables.is_empty() => Attempt::UnknownRestaurant,
                 None => Attempt::NoCapacity,
                 Some(table_ids) => {
                     if state.held.is_some() {
-                        store::delete_reservations(&tx, request.booking_id).await?;
                         freed = state.held_restaurant.clone().zip(state.held.as_ref().map(|held| held.slot));
                     }
-                    store::record_assignment(&tx, request, &table_ids, job.is_some()).await?;
+                    let replaces = freed.as_ref().map(|(restaurant, slot)| (restaurant, *slot));
+                    writes.push(store::record_assignment(client, request, &table_ids, job.is_some(), replaces).await?);
+                    assigned = true;
                     Attempt::Assigned(Assignment {
                         booking_id: request.booking_id,
                         version: request.version,
@@ -363,40 +375,43 @@ async fn attempt_once(
             }
         }
     };
-    let mut writes = matches!(attempt, Attempt::Assigned(_));
     match (&attempt, job) {
         (Attempt::NoCapacity | Attempt::UnknownRestaurant, context) => {
             if request.version.get() > state.newest_version && (context.is_some() || attempt == Attempt::NoCapacity) {
-                store::record_newest_version(&tx, request.booking_id, request.version).await?;
-                writes = true;
+                writes.push(store::record_newest_version(client, request.booking_id, request.version).await?);
             }
             if let Some(context) = context {
                 let reason = match attempt {
                     Attempt::UnknownRestaurant => format!("restaurant '{}' has no floor plan", request.restaurant_id),
                     _ => "no capacity".to_string(),
                 };
-                store::record_job_failure(&tx, context.job, retry_time(context), &reason).await?;
-                writes = true;
+                writes.push(
+                    store::record_job_failure_statement(client, context.job, retry_time(context), &reason).await?,
+                );
             }
         }
         (Attempt::AlreadyAssigned(_), Some(context)) => {
-            store::finish_job(&tx, context.job, JobState::Assigned).await?;
-            writes = true;
+            writes.push(store::finish_job(client, context.job, JobState::Assigned).await?);
         }
         (Attempt::Older { .. }, Some(context)) => {
-            store::finish_job(&tx, context.job, JobState::Superseded).await?;
-            writes = true;
+            writes.push(store::finish_job(client, context.job, JobState::Superseded).await?);
         }
         (Attempt::Released { .. }, Some(context)) => {
-            store::finish_job(&tx, context.job, JobState::Released).await?;
-            writes = true;
+            writes.push(store::finish_job(client, context.job, JobState::Released).await?);
         }
         _ => {}
     }
-    if writes {
-        commit_within(tx, budget).await?;
-    } else {
+    if writes.is_empty() {
         tx.rollback().await?;
+    } else if budget.passed() {
+        tx.rollback().await?;
+        return Err(Error::DeadlineExceeded);
+    } else {
+        let rows = tx.commit_with(&writes).await?;
+        // Wake the jobs waiting where tables were freed only when there are any.
+        if assigned && freed.is_some() && !store::freed_capacity_wanted(rows.first().map_or(&[][..], Vec::as_slice))? {
+            freed = None;
+        }
     }
     Ok((attempt, freed))
 }

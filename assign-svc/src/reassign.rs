@@ -24,6 +24,9 @@ const MAX_IDLE: Duration = Duration::from_secs(5);
 const ATTEMPT_BUDGET: Duration = Duration::from_secs(10);
 /// Pause after the database failed.
 const ERROR_PAUSE: Duration = Duration::from_secs(1);
+/// Shortest sleep when nothing could be claimed although a job is due (another replica
+/// is claiming it right now), so an idle scheduler never spins.
+const MIN_IDLE: Duration = Duration::from_millis(5);
 
 /// How the scheduler runs.
 #[derive(Clone)]
@@ -91,9 +94,9 @@ impl Scheduler {
         match waiting {
             Ok((count, due_in)) => {
                 self.metrics.set_jobs_waiting(count);
-                due_in
-                    .filter(|seconds| seconds.is_finite())
-                    .map_or(MAX_IDLE, |seconds| Duration::from_secs_f64(seconds.clamp(0.0, MAX_IDLE.as_secs_f64())))
+                due_in.filter(|seconds| seconds.is_finite()).map_or(MAX_IDLE, |seconds| {
+                    Duration::from_secs_f64(seconds.clamp(MIN_IDLE.as_secs_f64(), MAX_IDLE.as_secs_f64()))
+                })
             }
             Err(error) => {
                 tracing::warn!(%error, "could not count waiting jobs");

@@ -11,7 +11,8 @@ use crate::{
     },
     error::Error,
 };
-use deadpool_postgres::{ClientWrapper, Transaction};
+use deadpool_postgres::{ClientWrapper, GenericClient, Transaction};
+use platform::{db::Prepared, params};
 use std::collections::HashMap;
 use std::time::SystemTime;
 use tokio_postgres::Row;
@@ -155,15 +156,16 @@ pub async fn lock_booking(tx: &Transaction<'_>, booking_id: BookingId) -> Result
 }
 
 /// Starts an assignment transaction in one statement: [`begin_work`] with the request's
-/// restaurant (timeouts, then the restaurant's exclusive lock), then [`lock_booking`].
+/// restaurant (timeouts, then the restaurant's exclusive lock), then [`lock_booking`];
+/// read its row with [`booking_state_of`].
 #[tracing::instrument(level = "debug", skip_all)]
 pub async fn start_assignment(
-    tx: &Transaction<'_>,
+    client: &ClientWrapper,
     millis: u64,
     restaurant_id: &RestaurantId,
     booking_id: BookingId,
-) -> Result<BookingState, Error> {
-    let statement = tx
+) -> Result<Prepared, Error> {
+    let statement = client
         .prepare_cached(
             "WITH work AS ( \
                SELECT set_config('lock_timeout', $1, true), set_config('statement_timeout', $1, true), \
@@ -174,16 +176,25 @@ pub async fn start_assignment(
                        lower(during) AS start_time, upper(during) AS end_time",
         )
         .await?;
-    let row =
-        tx.query_one(&statement, &[&millis.max(1).to_string(), &restaurant_id.as_str(), &booking_id.uuid()]).await?;
-    booking_state(booking_id, &row)
+    Ok(Prepared::new(
+        statement,
+        params![millis.max(1).to_string(), restaurant_id.as_str().to_string(), booking_id.uuid()],
+    ))
+}
+
+/// The booking's state from the rows of [`start_assignment`].
+pub fn booking_state_of(booking_id: BookingId, rows: &[Row]) -> Result<BookingState, Error> {
+    match rows.first() {
+        Some(row) => booking_state(booking_id, row),
+        None => Err(Error::Stored("starting an assignment returned no booking row".into())),
+    }
 }
 
 /// The tables of a restaurant's plan, each with whether another booking holds it during
-/// the request's slot. Empty when the restaurant has no plan.
+/// the request's slot (read them with [`tables_of`]). None when the restaurant has no plan.
 #[tracing::instrument(level = "debug", skip_all)]
-pub async fn tables_for(tx: &Transaction<'_>, request: &AssignRequest) -> Result<Vec<TableState>, Error> {
-    let statement = tx
+pub async fn tables_for(client: &ClientWrapper, request: &AssignRequest) -> Result<Prepared, Error> {
+    let statement = client
         .prepare_cached(
             "SELECT t.table_id, t.seats, t.combine_group, (busy.table_id IS NOT NULL) AS busy \
              FROM assign.tables t \
@@ -193,12 +204,19 @@ pub async fn tables_for(tx: &Transaction<'_>, request: &AssignRequest) -> Result
              WHERE t.restaurant_id = $1",
         )
         .await?;
-    let rows = tx
-        .query(
-            &statement,
-            &[&request.restaurant_id.as_str(), &request.booking_id.uuid(), &request.slot.start(), &request.slot.end()],
-        )
-        .await?;
+    Ok(Prepared::new(
+        statement,
+        params![
+            request.restaurant_id.as_str().to_string(),
+            request.booking_id.uuid(),
+            request.slot.start(),
+            request.slot.end()
+        ],
+    ))
+}
+
+/// The tables from the rows of [`tables_for`].
+pub fn tables_of(rows: &[Row]) -> Result<Vec<TableState>, Error> {
     rows.iter()
         .map(|row| {
             Ok(TableState {
@@ -211,29 +229,32 @@ pub async fn tables_for(tx: &Transaction<'_>, request: &AssignRequest) -> Result
         .collect()
 }
 
-/// Deletes every reservation of a booking; returns how many tables were freed.
-#[tracing::instrument(level = "debug", skip_all)]
-pub async fn delete_reservations(tx: &Transaction<'_>, booking_id: BookingId) -> Result<u64, Error> {
-    let statement = tx.prepare_cached("DELETE FROM assign.reservations WHERE booking_id = $1").await?;
-    Ok(tx.execute(&statement, &[&booking_id.uuid()]).await?)
-}
-
 /// Reserves `table_ids` for the request and records them as the booking's assignment,
 /// finishes its waiting jobs of this version (`assigned`, counting the attempt when
-/// `by_job`) and of older versions (`superseded`), and notifies their updates. Fails with
-/// an exclusion violation (23P01) when another transaction holds one of the tables.
+/// `by_job`) and of older versions (`superseded`), and notifies their updates. With
+/// `replaces` (where the booking's previous tables were: restaurant and slot), first
+/// deletes those reservations, in the same statement, and answers (see
+/// [`freed_capacity_wanted`]) whether jobs wait for capacity there. Fails with an
+/// exclusion violation (23P01) when another transaction holds one of the tables.
 #[tracing::instrument(level = "debug", skip_all)]
 pub async fn record_assignment(
-    tx: &Transaction<'_>,
+    client: &ClientWrapper,
     request: &AssignRequest,
     table_ids: &[TableId],
     by_job: bool,
-) -> Result<(), Error> {
-    let statement = tx
+    replaces: Option<(&RestaurantId, Slot)>,
+) -> Result<Prepared, Error> {
+    // The old reservations are deleted before any new one is inserted (the insert waits
+    // for the count of deleted rows), so a new table overlapping the booking's own old
+    // one is no conflict.
+    let statement = client
         .prepare_cached(concat!(
-            "WITH reserved AS ( \
+            "WITH freed AS ( \
+               DELETE FROM assign.reservations WHERE booking_id = $1 AND $9::text IS NOT NULL RETURNING 1), \
+             reserved AS ( \
                INSERT INTO assign.reservations (restaurant_id, table_id, booking_id, version, during) \
-               SELECT $3, t, $1, $2, tstzrange($5, $6) FROM unnest($7::text[]) AS t RETURNING 1), \
+               SELECT $3, t, $1, $2, tstzrange($5, $6) FROM unnest($7::text[]) AS t \
+               WHERE (SELECT count(*) FROM freed) >= 0 RETURNING 1), \
              booking AS ( \
                UPDATE assign.bookings SET newest_version = GREATEST(newest_version, $2), assigned_version = $2, \
                  restaurant_id = $3, party_size = $4, during = tstzrange($5, $6), table_ids = $7, assigned_at = now() \
@@ -244,33 +265,56 @@ pub async fn record_assignment(
                  last_error = CASE WHEN version = $2 THEN NULL ELSE last_error END, \
                  finished_at = now(), lease_id = NULL, locked_until = NULL \
                WHERE booking_id = $1 AND state = 'waiting' AND version <= $2 \
-               RETURNING booking_id, version, state, attempts, next_attempt_at, last_error, attempt_trace_context) ",
-            notify_jobs_from!("finished")
+               RETURNING booking_id, version, state, attempts, next_attempt_at, last_error, attempt_trace_context), \
+             notified AS (",
+            notify_jobs_from!("finished"),
+            ") \
+             SELECT (SELECT count(*) FROM notified) AS notified, (SELECT count(*) FROM reserved) AS reserved, \
+               EXISTS (SELECT 1 FROM assign.jobs WHERE $9::text IS NOT NULL AND restaurant_id = $9 \
+                         AND state = 'waiting' AND booking_id <> $1 AND during && tstzrange($10, $11)) AS wanted"
         ))
         .await?;
-    let ids: Vec<&str> = table_ids.iter().map(TableId::as_str).collect();
-    tx.query(
-        &statement,
-        &[
-            &request.booking_id.uuid(),
-            &request.version.get(),
-            &request.restaurant_id.as_str(),
-            &(request.party_size.get() as i32),
-            &request.slot.start(),
-            &request.slot.end(),
-            &ids,
-            &by_job,
+    let ids: Vec<String> = table_ids.iter().map(|id| id.as_str().to_string()).collect();
+    let (old_restaurant, old_start, old_end) = match replaces {
+        Some((restaurant, slot)) => (Some(restaurant.as_str().to_string()), Some(slot.start()), Some(slot.end())),
+        None => (None, None, None),
+    };
+    Ok(Prepared::new(
+        statement,
+        params![
+            request.booking_id.uuid(),
+            request.version.get(),
+            request.restaurant_id.as_str().to_string(),
+            request.party_size.get() as i32,
+            request.slot.start(),
+            request.slot.end(),
+            ids,
+            by_job,
+            old_restaurant,
+            old_start,
+            old_end,
         ],
-    )
-    .await?;
-    Ok(())
+    ))
+}
+
+/// From the rows of [`record_assignment`]: whether jobs wait where the booking's previous
+/// tables were freed (then they should be woken once the transaction committed).
+pub fn freed_capacity_wanted(rows: &[Row]) -> Result<bool, Error> {
+    match rows.first() {
+        Some(row) => Ok(row.try_get("wanted")?),
+        None => Ok(false),
+    }
 }
 
 /// Records `version` as the newest seen for the booking and supersedes its older waiting
 /// job (notifying the update).
 #[tracing::instrument(level = "debug", skip_all)]
-pub async fn record_newest_version(tx: &Transaction<'_>, booking_id: BookingId, version: Version) -> Result<(), Error> {
-    let statement = tx
+pub async fn record_newest_version(
+    client: &ClientWrapper,
+    booking_id: BookingId,
+    version: Version,
+) -> Result<Prepared, Error> {
+    let statement = client
         .prepare_cached(concat!(
             "WITH booking AS ( \
                UPDATE assign.bookings SET newest_version = GREATEST(newest_version, $2) WHERE booking_id = $1 \
@@ -282,26 +326,26 @@ pub async fn record_newest_version(tx: &Transaction<'_>, booking_id: BookingId, 
             notify_jobs_from!("superseded")
         ))
         .await?;
-    tx.query(&statement, &[&booking_id.uuid(), &version.get()]).await?;
-    Ok(())
+    Ok(Prepared::new(statement, params![booking_id.uuid(), version.get()]))
 }
 
-/// Whether this process still holds a claimed job's lease and the job still waits. Takes
+/// Whether this process still holds a claimed job's lease and the job still waits (a row
+/// when it does). Takes
 /// no lock (job rows are only locked by the last statements of a transaction, so wake-ups
 /// never wait in a cycle); the recording statements check the lease again.
 #[tracing::instrument(level = "debug", skip_all)]
 pub async fn job_still_leased(
-    tx: &Transaction<'_>,
+    client: &ClientWrapper,
     booking_id: BookingId,
     version: Version,
     lease_id: Uuid,
-) -> Result<bool, Error> {
-    let statement = tx
+) -> Result<Prepared, Error> {
+    let statement = client
         .prepare_cached(
             "SELECT 1 FROM assign.jobs WHERE booking_id = $1 AND version = $2 AND lease_id = $3 AND state = 'waiting'",
         )
         .await?;
-    Ok(tx.query_opt(&statement, &[&booking_id.uuid(), &version.get(), &lease_id]).await?.is_some())
+    Ok(Prepared::new(statement, params![booking_id.uuid(), version.get(), lease_id]))
 }
 
 /// Records a failed attempt of a leased job: one more attempt, `last_error`, and either
@@ -315,7 +359,18 @@ pub async fn record_job_failure(
     retry_at: Option<SystemTime>,
     last_error: &str,
 ) -> Result<bool, Error> {
-    let statement = tx
+    let rows = record_job_failure_statement(tx, job, retry_at, last_error).await?.query(tx).await?;
+    Ok(!rows.is_empty())
+}
+
+/// The statement of [`record_job_failure`] (a row when it was recorded).
+pub async fn record_job_failure_statement(
+    client: &impl GenericClient,
+    job: &ClaimedJob,
+    retry_at: Option<SystemTime>,
+    last_error: &str,
+) -> Result<Prepared, Error> {
+    let statement = client
         .prepare_cached(concat!(
             "WITH failed AS ( \
                UPDATE assign.jobs SET attempts = attempts + 1, last_error = $4, \
@@ -329,27 +384,24 @@ pub async fn record_job_failure(
             notify_jobs_from!("failed")
         ))
         .await?;
-    let rows = tx
-        .query(
-            &statement,
-            &[
-                &job.request.booking_id.uuid(),
-                &job.request.version.get(),
-                &job.lease_id,
-                &last_error,
-                &retry_at,
-                &job.wakes,
-            ],
-        )
-        .await?;
-    Ok(!rows.is_empty())
+    Ok(Prepared::new(
+        statement,
+        params![
+            job.request.booking_id.uuid(),
+            job.request.version.get(),
+            job.lease_id,
+            last_error.to_string(),
+            retry_at,
+            job.wakes
+        ],
+    ))
 }
 
 /// Ends a leased job in a final state without counting an attempt (e.g. `superseded`
 /// when a newer version turned up), notifying the update.
 #[tracing::instrument(level = "debug", skip_all)]
-pub async fn finish_job(tx: &Transaction<'_>, job: &ClaimedJob, state: JobState) -> Result<(), Error> {
-    let statement = tx
+pub async fn finish_job(client: &ClientWrapper, job: &ClaimedJob, state: JobState) -> Result<Prepared, Error> {
+    let statement = client
         .prepare_cached(concat!(
             "WITH finished AS ( \
                UPDATE assign.jobs SET state = $4, finished_at = now(), lease_id = NULL, locked_until = NULL \
@@ -358,9 +410,10 @@ pub async fn finish_job(tx: &Transaction<'_>, job: &ClaimedJob, state: JobState)
             notify_jobs_from!("finished")
         ))
         .await?;
-    tx.query(&statement, &[&job.request.booking_id.uuid(), &job.request.version.get(), &job.lease_id, &state.as_str()])
-        .await?;
-    Ok(())
+    Ok(Prepared::new(
+        statement,
+        params![job.request.booking_id.uuid(), job.request.version.get(), job.lease_id, state.as_str()],
+    ))
 }
 
 /// Makes the waiting jobs of a restaurant due now (only those overlapping `slot`, when
@@ -460,14 +513,16 @@ pub async fn claim_due_jobs(client: &ClientWrapper, limit: i64, lease_ms: i64) -
 }
 
 /// How many jobs wait, and in how many seconds the earliest of them is due (lease expiry
-/// included; 0 when overdue), by the database's clock.
+/// included; negative when overdue; `None` when no job waits), by the database's clock.
 #[tracing::instrument(level = "debug", skip_all)]
 pub async fn waiting_jobs(client: &ClientWrapper) -> Result<(i64, Option<f64>), Error> {
+    // No GREATEST(0, …) around the minimum: GREATEST ignores NULL, which would turn "no
+    // job waits" into "one is due now" and make an idle scheduler spin.
     let statement = client
         .prepare_cached(
             "SELECT count(*) AS waiting, \
-               GREATEST(0, extract(epoch FROM min(GREATEST(next_attempt_at, COALESCE(locked_until, next_attempt_at))) \
-                                        - clock_timestamp()))::float8 AS due_in \
+               extract(epoch FROM min(GREATEST(next_attempt_at, COALESCE(locked_until, next_attempt_at))) \
+                                  - clock_timestamp())::float8 AS due_in \
              FROM assign.jobs WHERE state = 'waiting'",
         )
         .await?;

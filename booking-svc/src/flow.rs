@@ -105,15 +105,13 @@ impl Flow {
         let window = self.deadline(caller_deadline, Duration::ZERO);
         let booking = request.into_booking(id, now);
         {
-            let mut client = self.db.client().await?;
-            let tx = client.transaction().await.map_err(db)?;
+            let tx = self.db.tx().await?;
             if let Some(key) = &request.idempotency_key
-                && let Some(used) = store::claim_key(&tx, CREATE, key.as_str(), &fingerprint, id.uuid()).await?
+                && let Some(used) =
+                    tx.begin(store::claim_key(tx.client(), CREATE, key.as_str(), &fingerprint, id.uuid())).await?
             {
-                drop(tx);
-                return self.replay(&client, used, &fingerprint).await;
+                return self.replay(tx.client(), used, &fingerprint).await;
             }
-            store::insert_booking(&tx, &booking).await?;
             let detail = json!({
                 "restaurant_id": booking.restaurant_id,
                 "party_size": booking.party_size,
@@ -123,11 +121,14 @@ impl Flow {
             });
             let events = [Event::new(EventType::Created, 1, detail)];
             let due_in = window + self.inline.record_grace;
-            tokio::try_join!(
-                store::append_history(&tx, id.uuid(), &events),
-                store::insert_job(&tx, id.uuid(), 1, due_in, false, request.suppress_emails, &carrier),
-            )?;
-            tx.commit().await.map_err(db)?;
+            let c = tx.client();
+            // BEGIN, the three inserts and COMMIT in one round trip.
+            let statements = [
+                store::insert_booking(c, &booking).await?,
+                store::history_statement(c, id.uuid(), &events).await?,
+                store::insert_job(c, id.uuid(), 1, due_in, false, request.suppress_emails, &carrier).await?,
+            ];
+            tx.commit_with(&statements).await?;
         }
         self.crash.reached(CrashPoint::CreateAfterApply);
         let deadline = self.deadline(caller_deadline, started.elapsed());
@@ -149,15 +150,15 @@ impl Flow {
         let carrier = current_context_carrier();
         let window = self.deadline(caller_deadline, Duration::ZERO);
         let next = {
-            let mut client = self.db.client().await?;
-            let tx = client.transaction().await.map_err(db)?;
+            let tx = self.db.tx().await?;
             if let Some(key) = &request.idempotency_key
-                && let Some(used) = store::claim_key(&tx, EDIT, key.as_str(), &fingerprint, id).await?
+                && let Some(used) =
+                    tx.begin(store::claim_key(tx.client(), EDIT, key.as_str(), &fingerprint, id)).await?
             {
-                drop(tx);
-                return self.replay(&client, used, &fingerprint).await;
+                return self.replay(tx.client(), used, &fingerprint).await;
             }
-            let current = store::lock_booking(&tx, id).await?.ok_or(Error::NotFound(id))?;
+            // BEGIN and the row lock in one round trip.
+            let current = tx.begin(store::lock_booking(tx.client(), id)).await?.ok_or(Error::NotFound(id))?;
             check_editable(&current, request.expected_version).map_err(|r| refused(r, id))?;
             match plan_edit(&current, &request.changes, now) {
                 EditPlan::Unchanged => {
@@ -165,13 +166,11 @@ impl Flow {
                     let detail = json!({ "reason": "every requested value equals the current one" });
                     let events = [Event::new(EventType::EditUnchanged, current.version, detail)];
                     let answer = snapshot(&current)?;
-                    tokio::try_join!(store::append_history(&tx, id, &events), async {
-                        match &request.idempotency_key {
-                            Some(key) => store::save_key_response(&tx, EDIT, key.as_str(), &answer).await,
-                            None => Ok(()),
-                        }
-                    })?;
-                    tx.commit().await.map_err(db)?;
+                    let mut statements = vec![store::history_statement(tx.client(), id, &events).await?];
+                    if let Some(key) = &request.idempotency_key {
+                        statements.push(store::key_response_statement(tx.client(), EDIT, key.as_str(), &answer).await?);
+                    }
+                    tx.commit_with(&statements).await?;
                     tracing::Span::current().record("outcome", "Unchanged");
                     return Ok(Answer::replay(current));
                 }
@@ -184,13 +183,11 @@ impl Flow {
                     let detail = json!({ "changes": changed, "suppress_emails": request.suppress_emails });
                     let events = [Event::new(EventType::Edited, next.version, detail)];
                     let due_in = window + self.inline.record_grace;
-                    // Independent statements, pipelined on the connection.
-                    tokio::try_join!(
-                        store::store_new_version(&tx, &next),
-                        store::replace_job(&tx, id, next.version, due_in, request.suppress_emails, &carrier),
-                        store::append_history(&tx, id, &events),
-                    )?;
-                    tx.commit().await.map_err(db)?;
+                    // The writes (one statement) and COMMIT in one round trip.
+                    let apply =
+                        store::apply_edit(tx.client(), &next, due_in, request.suppress_emails, &carrier, &events)
+                            .await?;
+                    tx.commit_with(&[apply]).await?;
                     *next
                 }
             }
@@ -214,6 +211,7 @@ impl Flow {
         let id = request.booking_id.uuid();
         let fingerprint = request.fingerprint();
         let carrier = current_context_carrier();
+        let mut wake = vec![];
         let booking = {
             let mut client = self.db.client().await?;
             let tx = client.transaction().await.map_err(db)?;
@@ -247,7 +245,7 @@ impl Flow {
                     )
                     .await?;
                     store::append_history(&tx, id, &events).await?;
-                    notify_all(&tx, &channels).await?;
+                    wake = channels;
                     booking
                 }
             };
@@ -257,6 +255,7 @@ impl Flow {
             tx.commit().await.map_err(db)?;
             booking
         };
+        self.wake(&wake);
         self.crash.reached(CrashPoint::CancelAfterApply);
         self.dispatcher.cancel(id);
         Ok(booking)
@@ -362,7 +361,9 @@ impl Flow {
     }
 
     /// Records the inline result for `applied` in one transaction, guarded by the booking
-    /// still being at that version and PENDING, and stores the answer for the key.
+    /// still being at that version and PENDING and not taken over by the background, and
+    /// stores the answer for the key. The common case (assigned, no key) takes one round
+    /// trip ([`Flow::confirm_inline`]); the others lock the row and decide in two or three.
     #[tracing::instrument(skip_all, fields(booking.id = %applied.id, booking.version = applied.version))]
     async fn record(
         &self,
@@ -374,9 +375,6 @@ impl Flow {
     ) -> Result<Answer> {
         let now = truncate_to_micros(SystemTime::now());
         let (id, version) = (applied.id, applied.version);
-        let mut client = self.db.client().await?;
-        let tx = client.transaction().await.map_err(db)?;
-        let current = store::lock_booking(&tx, id).await?.ok_or(Error::NotFound(id))?;
         let mut detail = json!({
             "result": attempt.result.as_str(),
             "elapsed_ms": attempt.elapsed.as_secs_f64() * 1000.0,
@@ -387,11 +385,30 @@ impl Flow {
             InlineResult::Assigned(tables) => detail["table_ids"] = json!(tables),
             _ => {}
         }
+        if let (InlineResult::Assigned(tables), None) = (&attempt.result, key)
+            && let Some(booking) = self.confirm_inline(applied, tables, now, &detail, suppress, carrier).await?
+        {
+            return Ok(Answer { booking, outcome: Outcome::Confirmed, inline: attempt });
+        }
+        let tx = self.db.tx().await?;
+        // BEGIN and the row lock in one round trip.
+        let current = tx.begin(store::lock_booking(tx.client(), id)).await?.ok_or(Error::NotFound(id))?;
+        let c = tx.client();
+        // Whether the background took this version over meanwhile (this request outlived the
+        // grace period and looked dead): that decision stands, so a late result neither
+        // confirms nor queues a second email. Read under the row lock, hence after it.
+        let taken_over = store::job(c, id, version).await?.is_some_and(|j| j.recorded);
         let mut events = vec![];
         let mut channels = vec![];
+        // Written after the history of `events`, with COMMIT, in one round trip.
+        let mut statements = vec![];
         let still_current = current.version == version && current.status == BookingStatus::Pending;
-        let (booking, outcome) = if !still_current {
-            detail["stale"] = json!(true);
+        let (booking, outcome) = if !still_current || taken_over {
+            if still_current {
+                detail["taken_over"] = json!(true);
+            } else {
+                detail["stale"] = json!(true);
+            }
             events.push(Event::new(EventType::InlineAttempt, version, detail));
             let outcome = if current.version == version && current.status == BookingStatus::Confirmed {
                 Outcome::Confirmed
@@ -407,35 +424,102 @@ impl Flow {
             booking.table_ids = tables.clone();
             booking.updated_at = now;
             let kind = EmailKind::confirmation(version);
-            // Independent statements, pipelined on the connection.
-            let (requested_at, ..) = tokio::try_join!(
-                store::set_status(&tx, id, BookingStatus::Confirmed, tables, now),
-                store::close_job(&tx, id, version, JobState::Assigned),
-                queue_email(&tx, &booking, kind, suppress, carrier, &mut events, &mut channels),
-            )?;
-            self.metrics.confirmed("inline", now.duration_since(requested_at.1).unwrap_or_default());
+            statements.push(store::set_status_statement(c, id, BookingStatus::Confirmed, tables, now).await?);
+            statements.push(store::close_job_statement(c, id, version, JobState::Assigned).await?);
+            if suppress {
+                events.push(Event::new(EventType::EmailSuppressed, version, json!({ "kind": kind.as_str() })));
+            } else {
+                // After the history of `events`, so EMAIL_QUEUED comes last.
+                let queued = Event::new(EventType::EmailQueued, version, json!({ "kind": kind.as_str() }));
+                let payload = EmailPayload::for_booking(&booking);
+                let email = store::enqueue_email_statement(c, id, version, kind, &payload, carrier, &queued).await?;
+                channels.push(store::OUTBOX_CHANNEL);
+                statements.push(store::history_statement(c, id, &events).await?);
+                events.clear();
+                statements.push(email);
+            }
+            // The version was requested when the booking was last updated (apply).
+            self.metrics.confirmed("inline", now.duration_since(applied.updated_at).unwrap_or_default());
             (booking, Outcome::Confirmed)
         } else {
             events.push(Event::new(EventType::InlineAttempt, version, detail));
-            let recorded_before = store::mark_job_recorded(&tx, id, version, true).await?;
+            let recorded_before = store::mark_job_recorded(c, id, version, true).await?;
             // A job already recorded was taken over by the background (this request was
             // slower than the grace period): its pending email is queued already.
             if recorded_before != Some(true) {
                 let kind = EmailKind::pending(version);
-                queue_email(&tx, &current, kind, suppress, carrier, &mut events, &mut channels).await?;
+                queue_email(c, &current, kind, suppress, carrier, &mut events, &mut channels).await?;
             }
             channels.push(store::REASSIGN_CHANNEL);
             (current, Outcome::Pending)
         };
-        let answer = snapshot(&booking)?;
-        tokio::try_join!(store::append_history(&tx, id, &events), notify_all(&tx, &channels), async {
-            match key {
-                Some((rpc, key)) => store::save_key_response(&tx, rpc, key.as_str(), &answer).await,
-                None => Ok(()),
-            }
-        })?;
-        tx.commit().await.map_err(db)?;
+        if !events.is_empty() {
+            statements.insert(0, store::history_statement(c, id, &events).await?);
+        }
+        if let Some((rpc, key)) = key {
+            statements.push(store::key_response_statement(c, rpc, key.as_str(), &snapshot(&booking)?).await?);
+        }
+        tx.commit_with(&statements).await?;
+        self.wake(&channels);
         Ok(Answer { booking, outcome, inline: attempt })
+    }
+
+    /// The common case of recording: the inline attempt assigned `tables`, the booking is
+    /// still PENDING at the applied version and the background has not taken it over.
+    /// Confirms it, closes its job, writes the history and queues the confirmation email in
+    /// one round trip (BEGIN, the row lock, one statement guarded by the state read after
+    /// the lock, COMMIT). `None` (nothing written) when the booking moved on or was taken
+    /// over meanwhile: the caller then records the attempt the general way.
+    async fn confirm_inline(
+        &self,
+        applied: &Booking,
+        tables: &[String],
+        now: SystemTime,
+        detail: &serde_json::Value,
+        suppress: bool,
+        carrier: &Carrier,
+    ) -> Result<Option<Booking>> {
+        let version = applied.version;
+        let mut booking = applied.clone();
+        booking.status = BookingStatus::Confirmed;
+        booking.table_ids = tables.to_vec();
+        booking.updated_at = now;
+        let kind = EmailKind::confirmation(version);
+        let mut events = vec![
+            Event::new(EventType::InlineAttempt, version, detail.clone()),
+            Event::new(EventType::Confirmed, version, json!({ "table_ids": tables, "via": "inline" })),
+        ];
+        let payload = EmailPayload::for_booking(&booking);
+        let queued = Event::new(EventType::EmailQueued, version, json!({ "kind": kind.as_str() }));
+        let email = if suppress {
+            events.push(Event::new(EventType::EmailSuppressed, version, json!({ "kind": kind.as_str() })));
+            None
+        } else {
+            Some((kind, &payload, &queued))
+        };
+        let tx = self.db.tx().await?;
+        let c = tx.client();
+        let statements = [
+            store::lock_booking_row(c, booking.id).await?,
+            store::confirm_inline(c, booking.id, version, tables, now, &events, email, carrier).await?,
+        ];
+        let rows = tx.commit_with(&statements).await?;
+        if !store::confirmed_inline(rows.get(1).map_or(&[][..], Vec::as_slice))? {
+            return Ok(None);
+        }
+        if !suppress {
+            self.db.wake(store::OUTBOX_CHANNEL);
+        }
+        // The version was requested when it was applied.
+        self.metrics.confirmed("inline", now.duration_since(applied.updated_at).unwrap_or_default());
+        Ok(Some(booking))
+    }
+
+    /// Wakes the workers of `channels` after a commit made work due for them.
+    fn wake(&self, channels: &[&'static str]) {
+        for channel in channels {
+            self.db.wake(channel);
+        }
     }
 }
 
@@ -462,11 +546,6 @@ pub async fn queue_email(
         }
     }
     Ok(())
-}
-
-/// Wakes the workers listening on `channels` once the transaction commits.
-pub async fn notify_all(db: &impl GenericClient, channels: &[&'static str]) -> Result<()> {
-    store::notify(db, channels).await
 }
 
 /// The stored form of an answered booking.

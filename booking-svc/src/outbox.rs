@@ -1,9 +1,11 @@
-//! The outbox worker, the ONLY caller of notify-svc. It claims due emails with
+//! The outbox worker, the ONLY caller of notify-svc. It claims a batch of due emails with
 //! `FOR UPDATE SKIP LOCKED` and a lease (committed before any call), drops emails about a
-//! version that is no longer current, calls `SendOnce` with a deadline, marks the row done
-//! with a history event, and retries failures with capped exponential backoff. Woken by
-//! `NOTIFY booking_outbox` and a timer for the next due row. `SendOnce` is idempotent per
-//! (booking, kind, version), so a retry after a crash sends nothing twice.
+//! version that is no longer current, calls `SendOnce` with a deadline for the others,
+//! then marks the batch's rows done with their history events in one statement, and
+//! retries failures with capped exponential backoff. Woken in-process by the flows that
+//! queue emails, by `NOTIFY booking_outbox` from other replicas, and by a timer for the
+//! next due row. `SendOnce` is idempotent per (booking, kind, version), so a retry after
+//! a crash sends nothing twice.
 
 use crate::{
     crash::{CrashHook, CrashPoint},
@@ -13,7 +15,7 @@ use crate::{
     },
     error::Error,
     metrics::Metrics,
-    store::{self, ClaimedEmail},
+    store::{self, ClaimedEmail, FinishedEmail},
 };
 use platform::{
     backoff::Backoff,
@@ -125,19 +127,25 @@ impl OutboxWorker {
             let worker = self.clone();
             tasks.spawn(async move { worker.dispatch(email).await });
         }
+        let mut finished = Vec::new();
         while let Some(done) = tasks.join_next().await {
             match done {
-                Ok(Ok(())) => {}
+                Ok(Ok(Some(email))) => finished.push(email),
+                Ok(Ok(None)) => {}
                 Ok(Err(error)) => tracing::warn!(%error, "recording an email dispatch failed; it will be retried"),
                 Err(error) => tracing::error!(%error, "email dispatch task failed"),
             }
         }
+        // One statement ends the whole batch (a row left queued by a failure here is
+        // dispatched again after its lease: SendOnce answers it as a duplicate).
+        let client = self.db.client().await?;
+        store::finish_emails(&client, &finished).await?;
         Ok(true)
     }
 
     /// Sends one claimed email (or drops it when stale) in its own root span linked to the
-    /// request that queued it.
-    async fn dispatch(&self, email: ClaimedEmail) -> Result<(), Error> {
+    /// request that queued it; how its row ends, unless it stays queued for a retry.
+    async fn dispatch(&self, email: ClaimedEmail) -> Result<Option<FinishedEmail>, Error> {
         let span = tracing::info_span!(
             parent: None,
             "outbox.dispatch",
@@ -152,22 +160,22 @@ impl OutboxWorker {
         self.dispatch_in_span(email).instrument(span).await
     }
 
-    async fn dispatch_in_span(&self, email: ClaimedEmail) -> Result<(), Error> {
+    async fn dispatch_in_span(&self, email: ClaimedEmail) -> Result<Option<FinishedEmail>, Error> {
         let kind = email.kind.as_str();
-        let stale = staleness(email.kind, email.version, email.current_version, email.current_status);
-        if stale != Staleness::Current {
-            let reason = match stale {
-                Staleness::Superseded { current_version } => {
-                    format!("version {} was superseded by version {current_version}", email.version)
-                }
-                _ => "the booking was cancelled".to_string(),
-            };
-            let detail = json!({ "kind": kind, "reason": reason, "current_version": email.current_version });
-            self.finish(&email, "DROPPED", Some(&reason), Event::new(EventType::EmailDropped, email.version, detail))
-                .await?;
-            self.metrics.email(kind, "dropped");
-            tracing::info!(%reason, "stale email dropped");
-            return Ok(());
+        let drop_reason = match staleness(email.kind, email.version, email.current_version, email.current_status) {
+            Staleness::Current => None,
+            Staleness::Superseded { current_version } => {
+                Some(format!("version {} was superseded by version {current_version}", email.version))
+            }
+            Staleness::Cancelled => Some("the booking was cancelled".to_string()),
+        };
+        // A retry may follow a SendOnce that reached notify-svc although its answer never
+        // came back (a timeout, a crash after sending): a stale retry is not simply dropped
+        // but fenced with a suppressing SendOnce, which makes the key never go out unless
+        // that earlier call recorded it first, and answers which of the two happened.
+        let fence = drop_reason.is_some() && email.attempts > 1;
+        if let Some(reason) = drop_reason.clone().filter(|_| !fence) {
+            return Ok(Some(self.dropped(&email, reason)));
         }
         self.crash.reached(CrashPoint::OutboxBeforeSend);
         let p = &email.payload;
@@ -184,7 +192,7 @@ impl OutboxWorker {
                 table_ids: p.table_ids.clone(),
                 notes: p.notes.clone(),
             }),
-            suppress: false,
+            suppress: fence,
         });
         request.set_timeout(self.settings.send_timeout);
         let mut client = self.notify.clone();
@@ -194,6 +202,10 @@ impl OutboxWorker {
             Ok(Ok(response)) => {
                 let response = response.into_inner();
                 let delivery = response.delivery.unwrap_or_default();
+                let suppressed = !response.duplicate || delivery.state == pb::DeliveryState::Suppressed as i32;
+                if let Some(reason) = drop_reason.filter(|_| suppressed) {
+                    return Ok(Some(self.dropped(&email, reason)));
+                }
                 let state = pb::DeliveryState::try_from(delivery.state)
                     .map(|s| s.as_str_name().trim_start_matches("DELIVERY_STATE_").to_string())
                     .unwrap_or_else(|_| "UNKNOWN".into());
@@ -205,10 +217,8 @@ impl OutboxWorker {
                     "attempts": email.attempts,
                     "message_id": delivery.message_id,
                 });
-                self.finish(&email, "DONE", None, Event::new(EventType::EmailDispatched, email.version, detail))
-                    .await?;
                 self.metrics.email(kind, "dispatched");
-                Ok(())
+                Ok(Some(finished(&email, "DONE", None, Event::new(EventType::EmailDispatched, email.version, detail))))
             }
             Ok(Err(status))
                 if matches!(status.code(), tonic::Code::InvalidArgument | tonic::Code::FailedPrecondition) =>
@@ -216,15 +226,9 @@ impl OutboxWorker {
                 let reason = format!("refused by notify-svc: {:?}: {}", status.code(), status.message());
                 tracing::error!(%reason, "email refused permanently");
                 let detail = json!({ "kind": kind, "reason": reason });
-                self.finish(
-                    &email,
-                    "FAILED",
-                    Some(&reason),
-                    Event::new(EventType::EmailDropped, email.version, detail),
-                )
-                .await?;
                 self.metrics.email(kind, "failed");
-                Ok(())
+                let event = Event::new(EventType::EmailDropped, email.version, detail);
+                Ok(Some(finished(&email, "FAILED", Some(reason), event)))
             }
             other => {
                 let error = match other {
@@ -236,21 +240,24 @@ impl OutboxWorker {
                 let client = self.db.client().await?;
                 store::retry_email(&client, email.id, delay, &error).await?;
                 self.metrics.email(kind, "retried");
-                Ok(())
+                Ok(None)
             }
         }
     }
 
-    /// Ends the row in `state` and appends `event`, in one transaction.
-    async fn finish(&self, email: &ClaimedEmail, state: &str, error: Option<&str>, event: Event) -> Result<(), Error> {
-        let mut client = self.db.client().await?;
-        let tx = client.transaction().await?;
-        if store::finish_email(&tx, email.id, state, error).await? {
-            store::append_history(&tx, email.booking_id, &[event]).await?;
-        }
-        tx.commit().await?;
-        Ok(())
+    /// Ends a stale email's row without it having gone out.
+    fn dropped(&self, email: &ClaimedEmail, reason: String) -> FinishedEmail {
+        let kind = email.kind.as_str();
+        let detail = json!({ "kind": kind, "reason": reason, "current_version": email.current_version });
+        self.metrics.email(kind, "dropped");
+        tracing::info!(%reason, "stale email dropped");
+        finished(email, "DROPPED", Some(reason), Event::new(EventType::EmailDropped, email.version, detail))
     }
+}
+
+/// How a dispatched email's row ends.
+fn finished(email: &ClaimedEmail, state: &'static str, error: Option<String>, event: Event) -> FinishedEmail {
+    FinishedEmail { id: email.id, booking_id: email.booking_id, state, error, event }
 }
 
 fn notification_kind(kind: crate::domain::EmailKind) -> pb::NotificationKind {

@@ -15,7 +15,7 @@ use crate::{
         values::truncate_to_micros,
     },
     error::Error,
-    flow::{notify_all, queue_email},
+    flow::queue_email,
     metrics::Metrics,
     store::{self, Carrier},
 };
@@ -308,8 +308,10 @@ impl Dispatcher {
             }
             store::mark_job_recorded(&tx, job.booking_id, job.version, true).await?;
             store::append_history(&tx, job.booking_id, &events).await?;
-            notify_all(&tx, &channels).await?;
             tx.commit().await?;
+            for channel in channels {
+                self.db.wake(channel);
+            }
             tracing::warn!(booking.id = %job.booking_id, booking.version = job.version, "recovered an interrupted create/edit");
             Ok(())
         }
@@ -482,8 +484,10 @@ impl Dispatcher {
             Decision::Stale => {}
         }
         store::append_history(&tx, booking_id, &events).await?;
-        notify_all(&tx, &channels).await?;
         tx.commit().await?;
+        for channel in channels {
+            self.db.wake(channel);
+        }
         if !matches!(decision, Decision::RecordAttempt | Decision::Stale) {
             let outcome = match &decision {
                 Decision::Confirm { .. } => "confirmed",

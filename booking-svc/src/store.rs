@@ -7,6 +7,7 @@ use crate::domain::{
 };
 use crate::error::Error;
 use deadpool_postgres::GenericClient;
+use platform::{db::Prepared, params};
 use serde_json::Value;
 use std::{
     collections::HashMap,
@@ -82,7 +83,7 @@ pub async fn get_booking(db: &impl GenericClient, id: Uuid) -> Result<Option<Boo
 }
 
 /// Inserts a new booking (its version requested at `updated_at`).
-pub async fn insert_booking(db: &impl GenericClient, b: &Booking) -> Result<()> {
+pub async fn insert_booking(db: &impl GenericClient, b: &Booking) -> Result<Prepared> {
     let stmt = db
         .prepare_cached(concat!(
             "INSERT INTO booking.bookings (",
@@ -90,53 +91,172 @@ pub async fn insert_booking(db: &impl GenericClient, b: &Booking) -> Result<()> 
             ", version_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $14)"
         ))
         .await?;
-    db.execute(
-        &stmt,
-        &[
-            &b.id,
-            &b.restaurant_id,
-            &b.guest_name,
-            &b.guest_email,
-            &b.guest_phone,
-            &b.party_size,
-            &b.start_time,
-            &duration_s(b.duration)?,
-            &b.notes,
-            &b.status.as_str(),
-            &b.version,
-            &b.table_ids,
-            &b.created_at,
-            &b.updated_at,
+    Ok(Prepared::new(
+        stmt,
+        params![
+            b.id,
+            b.restaurant_id.clone(),
+            b.guest_name.clone(),
+            b.guest_email.clone(),
+            b.guest_phone.clone(),
+            b.party_size,
+            b.start_time,
+            duration_s(b.duration)?,
+            b.notes.clone(),
+            b.status.as_str(),
+            b.version,
+            b.table_ids.clone(),
+            b.created_at,
+            b.updated_at,
         ],
-    )
-    .await?;
-    Ok(())
+    ))
 }
 
-/// Stores a new version of a booking produced by an edit (requested at `updated_at`).
-pub async fn store_new_version(db: &impl GenericClient, b: &Booking) -> Result<()> {
+/// Applies an edit in one statement (call with the booking row locked): stores the new
+/// version `b` (requested at `updated_at`), closes the booking's open jobs of older
+/// versions as superseded, writes the job of the new version, due after `due_in`, and
+/// appends `events` (at least one) to the history, in order.
+pub async fn apply_edit(
+    db: &impl GenericClient,
+    b: &Booking,
+    due_in: Duration,
+    suppress_emails: bool,
+    carrier: &Carrier,
+    events: &[Event],
+) -> Result<Prepared> {
     let stmt = db
         .prepare_cached(
-            "UPDATE booking.bookings SET party_size = $2, start_time = $3, duration_s = $4, notes = $5, status = $6, \
-             version = $7, table_ids = $8, updated_at = $9, version_at = $9 WHERE id = $1",
+            "WITH updated AS ( \
+               UPDATE booking.bookings SET party_size = $2, start_time = $3, duration_s = $4, notes = $5, status = $6, \
+                 version = $7, table_ids = $8, updated_at = $9, version_at = $9 WHERE id = $1), \
+             superseded AS ( \
+               UPDATE booking.reassign_jobs SET state = 'SUPERSEDED', closed_at = now(), lease_owner = NULL, lease_until = NULL \
+               WHERE booking_id = $1 AND state = 'OPEN' AND version < $7), \
+             job AS ( \
+               INSERT INTO booking.reassign_jobs (booking_id, version, state, due_at, recorded, suppress_emails, trace_context) \
+               VALUES ($1, $7, 'OPEN', now() + $10::float8 * interval '1 second', false, $11, $12)) \
+             INSERT INTO booking.history (booking_id, type, version, detail) \
+             SELECT $1, t, v, d FROM unnest($13::text[], $14::bigint[], $15::jsonb[]) WITH ORDINALITY AS x(t, v, d, n) \
+             ORDER BY n",
         )
         .await?;
-    db.execute(
-        &stmt,
-        &[
-            &b.id,
-            &b.party_size,
-            &b.start_time,
-            &duration_s(b.duration)?,
-            &b.notes,
-            &b.status.as_str(),
-            &b.version,
-            &b.table_ids,
-            &b.updated_at,
+    let (types, versions, details) = event_columns(events);
+    Ok(Prepared::new(
+        stmt,
+        params![
+            b.id,
+            b.party_size,
+            b.start_time,
+            duration_s(b.duration)?,
+            b.notes.clone(),
+            b.status.as_str(),
+            b.version,
+            b.table_ids.clone(),
+            b.updated_at,
+            secs(due_in),
+            suppress_emails,
+            carrier_json(carrier),
+            types,
+            versions,
+            details,
         ],
+    ))
+}
+
+/// Locks the booking row until the transaction ends (statement form, for a pipeline whose
+/// next statements must read what was committed before the lock was granted).
+pub async fn lock_booking_row(db: &impl GenericClient, id: Uuid) -> Result<Prepared> {
+    let stmt = db.prepare_cached("SELECT 1 FROM booking.bookings WHERE id = $1 FOR UPDATE").await?;
+    Ok(Prepared::new(stmt, params![id]))
+}
+
+/// Records an inline confirmation in one statement (run it after [`lock_booking_row`] in
+/// the same transaction), if the booking is still PENDING at `version` and the background
+/// has not taken that version over (its job is not `recorded`); otherwise nothing
+/// changes. Status CONFIRMED with `table_ids`, the job of the version closed as assigned,
+/// `events` appended to the history and, with `email`, the email queued unless queued
+/// before (its EMAIL_QUEUED event then follows `events`). Returns one row: 1 when it
+/// confirmed, 0 when not ([`confirmed_inline`]).
+#[allow(clippy::too_many_arguments)]
+pub async fn confirm_inline(
+    db: &impl GenericClient,
+    booking_id: Uuid,
+    version: i64,
+    table_ids: &[String],
+    now: SystemTime,
+    events: &[Event],
+    email: Option<(EmailKind, &EmailPayload, &Event)>,
+    carrier: &Carrier,
+) -> Result<Prepared> {
+    let stmt = db
+        .prepare_cached(
+            "WITH confirmed AS ( \
+               UPDATE booking.bookings SET status = 'CONFIRMED', table_ids = $3, updated_at = $4 \
+               WHERE id = $1 AND version = $2 AND status = 'PENDING' \
+                 AND NOT EXISTS (SELECT 1 FROM booking.reassign_jobs WHERE booking_id = $1 AND version = $2 AND recorded) \
+               RETURNING id, version), \
+             closed AS ( \
+               UPDATE booking.reassign_jobs j SET state = 'ASSIGNED', closed_at = now(), lease_owner = NULL, lease_until = NULL \
+               FROM confirmed WHERE j.booking_id = confirmed.id AND j.version = confirmed.version AND j.state = 'OPEN'), \
+             queued AS ( \
+               INSERT INTO booking.outbox (booking_id, version, kind, payload, trace_context) \
+               SELECT id, version, $8::text, $9::jsonb, $10::jsonb FROM confirmed WHERE $8::text IS NOT NULL \
+               ON CONFLICT (booking_id, kind, version) DO NOTHING RETURNING booking_id), \
+             events AS ( \
+               INSERT INTO booking.history (booking_id, type, version, detail) \
+               SELECT $1, t, v, d FROM ( \
+                 SELECT t, v, d, n FROM unnest($5::text[], $6::bigint[], $7::jsonb[]) WITH ORDINALITY AS x(t, v, d, n) \
+                 WHERE EXISTS (SELECT 1 FROM confirmed) \
+                 UNION ALL \
+                 SELECT $11::text, $2::bigint, $12::jsonb, 2147483647::bigint FROM queued) e \
+               ORDER BY n) \
+             SELECT count(*) FROM confirmed",
+        )
+        .await?;
+    let (types, versions, details) = event_columns(events);
+    let (kind, payload, queued_type, queued_detail) = match email {
+        Some((kind, payload, event)) => (
+            Some(kind.as_str()),
+            Some(serde_json::to_value(payload).map_err(|e| Error::corrupt(format!("email payload: {e}")))?),
+            Some(event.kind.as_str()),
+            Some(event.detail.clone()),
+        ),
+        None => (None, None, None, None),
+    };
+    Ok(Prepared::new(
+        stmt,
+        params![
+            booking_id,
+            version,
+            table_ids.to_vec(),
+            now,
+            types,
+            versions,
+            details,
+            kind,
+            payload,
+            carrier_json(carrier),
+            queued_type,
+            queued_detail,
+        ],
+    ))
+}
+
+/// Whether [`confirm_inline`] confirmed, from its rows.
+pub fn confirmed_inline(rows: &[Row]) -> Result<bool> {
+    match rows.first() {
+        Some(row) => Ok(row.try_get::<_, i64>(0)? == 1),
+        None => Ok(false),
+    }
+}
+
+/// The history columns of `events`, for `unnest`.
+fn event_columns(events: &[Event]) -> (Vec<&'static str>, Vec<i64>, Vec<Value>) {
+    (
+        events.iter().map(|e| e.kind.as_str()).collect(),
+        events.iter().map(|e| e.version).collect(),
+        events.iter().map(|e| e.detail.clone()).collect(),
     )
-    .await?;
-    Ok(())
 }
 
 /// Sets status and tables of the current version (confirm or cancel); returns the
@@ -157,6 +277,20 @@ pub async fn set_status(
         .await?;
     let row = db.query_one(&stmt, &[&id, &status.as_str(), &table_ids, &now]).await?;
     Ok((booking_from_row(&row)?, row.try_get(14)?))
+}
+
+/// Sets status and tables of the current version (statement form of [`set_status`]).
+pub async fn set_status_statement(
+    db: &impl GenericClient,
+    id: Uuid,
+    status: BookingStatus,
+    table_ids: &[String],
+    now: SystemTime,
+) -> Result<Prepared> {
+    let stmt = db
+        .prepare_cached("UPDATE booking.bookings SET status = $2, table_ids = $3, updated_at = $4 WHERE id = $1")
+        .await?;
+    Ok(Prepared::new(stmt, params![id, status.as_str(), table_ids.to_vec(), now]))
 }
 
 /// One page of a restaurant's bookings (one more than the page size, to know if more follow).
@@ -191,6 +325,12 @@ pub async fn append_history(db: &impl GenericClient, booking_id: Uuid, events: &
     if events.is_empty() {
         return Ok(());
     }
+    history_statement(db, booking_id, events).await?.query(db).await?;
+    Ok(())
+}
+
+/// The statement appending `events` (at least one) to a booking's history, in order.
+pub async fn history_statement(db: &impl GenericClient, booking_id: Uuid, events: &[Event]) -> Result<Prepared> {
     let stmt = db
         .prepare_cached(
             "INSERT INTO booking.history (booking_id, type, version, detail) \
@@ -198,11 +338,8 @@ pub async fn append_history(db: &impl GenericClient, booking_id: Uuid, events: &
              ORDER BY n",
         )
         .await?;
-    let types: Vec<&str> = events.iter().map(|e| e.kind.as_str()).collect();
-    let versions: Vec<i64> = events.iter().map(|e| e.version).collect();
-    let details: Vec<&Value> = events.iter().map(|e| &e.detail).collect();
-    db.execute(&stmt, &[&booking_id, &types, &versions, &details]).await?;
-    Ok(())
+    let (types, versions, details) = event_columns(events);
+    Ok(Prepared::new(stmt, params![booking_id, types, versions, details]))
 }
 
 /// A stored history event.
@@ -264,35 +401,22 @@ pub async fn claim_key(
 
 /// Stores the answer given for a key.
 pub async fn save_key_response(db: &impl GenericClient, rpc: &str, key: &str, response: &Value) -> Result<()> {
-    let stmt = db.prepare_cached("UPDATE booking.idempotency SET response = $3 WHERE rpc = $1 AND key = $2").await?;
-    db.execute(&stmt, &[&rpc, &key, response]).await?;
+    key_response_statement(db, rpc, key, response).await?.query(db).await?;
     Ok(())
+}
+
+/// The statement storing the answer given for a key.
+pub async fn key_response_statement(
+    db: &impl GenericClient,
+    rpc: &str,
+    key: &str,
+    response: &Value,
+) -> Result<Prepared> {
+    let stmt = db.prepare_cached("UPDATE booking.idempotency SET response = $3 WHERE rpc = $1 AND key = $2").await?;
+    Ok(Prepared::new(stmt, params![rpc.to_string(), key.to_string(), response.clone()]))
 }
 
 // ---------------------------------------------------------------- reassign jobs
-
-/// Closes the booking's open jobs of older versions as superseded and writes the job of
-/// `version`, due after `due_in`, in one statement (so the new job is never closed).
-pub async fn replace_job(
-    db: &impl GenericClient,
-    booking_id: Uuid,
-    version: i64,
-    due_in: Duration,
-    suppress_emails: bool,
-    carrier: &Carrier,
-) -> Result<()> {
-    let stmt = db
-        .prepare_cached(
-            "WITH superseded AS ( \
-               UPDATE booking.reassign_jobs SET state = 'SUPERSEDED', closed_at = now(), lease_owner = NULL, lease_until = NULL \
-               WHERE booking_id = $1 AND state = 'OPEN' AND version < $2) \
-             INSERT INTO booking.reassign_jobs (booking_id, version, state, due_at, recorded, suppress_emails, trace_context) \
-             VALUES ($1, $2, 'OPEN', now() + $3::float8 * interval '1 second', false, $4, $5)",
-        )
-        .await?;
-    db.execute(&stmt, &[&booking_id, &version, &secs(due_in), &suppress_emails, &carrier_json(carrier)]).await?;
-    Ok(())
-}
 
 /// Writes the reassign job of a new version, due after `due_in`.
 pub async fn insert_job(
@@ -303,16 +427,17 @@ pub async fn insert_job(
     recorded: bool,
     suppress_emails: bool,
     carrier: &Carrier,
-) -> Result<()> {
+) -> Result<Prepared> {
     let stmt = db
         .prepare_cached(
             "INSERT INTO booking.reassign_jobs (booking_id, version, state, due_at, recorded, suppress_emails, trace_context) \
              VALUES ($1, $2, 'OPEN', now() + $3::float8 * interval '1 second', $4, $5, $6)",
         )
         .await?;
-    db.execute(&stmt, &[&booking_id, &version, &secs(due_in), &recorded, &suppress_emails, &carrier_json(carrier)])
-        .await?;
-    Ok(())
+    Ok(Prepared::new(
+        stmt,
+        params![booking_id, version, secs(due_in), recorded, suppress_emails, carrier_json(carrier)],
+    ))
 }
 
 /// Closes every open job of a booking; returns how many.
@@ -350,6 +475,22 @@ pub async fn job(db: &impl GenericClient, booking_id: Uuid, version: i64) -> Res
         suppress_emails: row.try_get(2)?,
         attempts: row.try_get(3)?,
     }))
+}
+
+/// Closes the job of one version if it is open (statement form of [`close_job`]).
+pub async fn close_job_statement(
+    db: &impl GenericClient,
+    booking_id: Uuid,
+    version: i64,
+    state: JobState,
+) -> Result<Prepared> {
+    let stmt = db
+        .prepare_cached(
+            "UPDATE booking.reassign_jobs SET state = $3, closed_at = now(), lease_owner = NULL, lease_until = NULL \
+             WHERE booking_id = $1 AND version = $2 AND state = 'OPEN'",
+        )
+        .await?;
+    Ok(Prepared::new(stmt, params![booking_id, version, state.as_str()]))
 }
 
 /// Closes the job of one version if it is open; returns whether it was.
@@ -517,6 +658,41 @@ pub async fn enqueue_email(
     Ok(db.execute(&stmt, &[&booking_id, &version, &kind.as_str(), &payload, &carrier_json(carrier)]).await? == 1)
 }
 
+/// Queues one email unless its (booking, kind, version) is already queued, and when it
+/// was new appends `event` (the EMAIL_QUEUED event) to the history, in one statement.
+pub async fn enqueue_email_statement(
+    db: &impl GenericClient,
+    booking_id: Uuid,
+    version: i64,
+    kind: EmailKind,
+    payload: &EmailPayload,
+    carrier: &Carrier,
+    event: &Event,
+) -> Result<Prepared> {
+    let stmt = db
+        .prepare_cached(
+            "WITH queued AS ( \
+               INSERT INTO booking.outbox (booking_id, version, kind, payload, trace_context) VALUES ($1, $2, $3, $4, $5) \
+               ON CONFLICT (booking_id, kind, version) DO NOTHING RETURNING booking_id) \
+             INSERT INTO booking.history (booking_id, type, version, detail) SELECT booking_id, $6, $7, $8 FROM queued",
+        )
+        .await?;
+    let payload = serde_json::to_value(payload).map_err(|e| Error::corrupt(format!("email payload: {e}")))?;
+    Ok(Prepared::new(
+        stmt,
+        params![
+            booking_id,
+            version,
+            kind.as_str(),
+            payload,
+            carrier_json(carrier),
+            event.kind.as_str(),
+            event.version,
+            event.detail.clone()
+        ],
+    ))
+}
+
 /// An email claimed for dispatch, with the booking's state at claim time.
 pub struct ClaimedEmail {
     pub id: i64,
@@ -565,16 +741,44 @@ pub async fn claim_emails(db: &impl GenericClient, limit: i64, lease: Duration) 
         .collect()
 }
 
-/// Ends an email's life in `state` (`DONE`, `DROPPED` or `FAILED`); returns whether it
-/// was still queued.
-pub async fn finish_email(db: &impl GenericClient, id: i64, state: &str, error: Option<&str>) -> Result<bool> {
+/// A dispatched email's end: its final state and the history event that says so.
+pub struct FinishedEmail {
+    pub id: i64,
+    pub booking_id: Uuid,
+    pub state: &'static str,
+    pub error: Option<String>,
+    pub event: Event,
+}
+
+/// Ends the lives of dispatched emails in one statement: each row still queued gets its
+/// final state (`DONE`, `DROPPED` or `FAILED`) and its event is appended to its booking's
+/// history; rows no longer queued are left alone, without an event.
+pub async fn finish_emails(db: &impl GenericClient, finished: &[FinishedEmail]) -> Result<()> {
+    if finished.is_empty() {
+        return Ok(());
+    }
     let stmt = db
         .prepare_cached(
-            "UPDATE booking.outbox SET state = $2, finished_at = now(), locked_until = NULL, last_error = COALESCE($3, last_error) \
-             WHERE id = $1 AND state = 'QUEUED'",
+            "WITH input AS ( \
+               SELECT * FROM unnest($1::bigint[], $2::uuid[], $3::text[], $4::text[], $5::text[], $6::bigint[], $7::jsonb[]) \
+               WITH ORDINALITY AS i(id, booking_id, state, error, type, version, detail, n)), \
+             done AS ( \
+               UPDATE booking.outbox o SET state = input.state, finished_at = now(), locked_until = NULL, \
+                 last_error = COALESCE(input.error, o.last_error) \
+               FROM input WHERE o.id = input.id AND o.state = 'QUEUED' RETURNING o.id) \
+             INSERT INTO booking.history (booking_id, type, version, detail) \
+             SELECT input.booking_id, input.type, input.version, input.detail FROM input JOIN done USING (id) ORDER BY input.n",
         )
         .await?;
-    Ok(db.execute(&stmt, &[&id, &state, &error]).await? == 1)
+    let ids: Vec<i64> = finished.iter().map(|f| f.id).collect();
+    let bookings: Vec<Uuid> = finished.iter().map(|f| f.booking_id).collect();
+    let states: Vec<&str> = finished.iter().map(|f| f.state).collect();
+    let errors: Vec<Option<&str>> = finished.iter().map(|f| f.error.as_deref()).collect();
+    let types: Vec<&str> = finished.iter().map(|f| f.event.kind.as_str()).collect();
+    let versions: Vec<i64> = finished.iter().map(|f| f.event.version).collect();
+    let details: Vec<&Value> = finished.iter().map(|f| &f.event.detail).collect();
+    db.execute(&stmt, &[&ids, &bookings, &states, &errors, &types, &versions, &details]).await?;
+    Ok(())
 }
 
 /// Puts an email back for another try after `delay`.
@@ -702,13 +906,3 @@ pub const OUTBOX_CHANNEL: &str = "booking_outbox";
 pub const REASSIGN_CHANNEL: &str = "booking_reassign";
 /// Channel woken when a release task is written.
 pub const RELEASE_CHANNEL: &str = "booking_release";
-
-/// `NOTIFY` each of `channels` (delivered to every replica when the transaction commits).
-pub async fn notify(db: &impl GenericClient, channels: &[&str]) -> Result<()> {
-    if channels.is_empty() {
-        return Ok(());
-    }
-    let stmt = db.prepare_cached("SELECT pg_notify(c, '') FROM unnest($1::text[]) AS c").await?;
-    db.execute(&stmt, &[&channels]).await?;
-    Ok(())
-}

@@ -67,6 +67,9 @@ async fn create_and_edit_confirm_inline_and_mail_each_confirmation_once() {
     assert_eq!((booking.version, booking.status), (1, pb::BookingStatus::Confirmed as i32));
     assert_eq!(booking.table_ids, vec!["t1"]);
     let id = booking.id.clone();
+    // The guest reads the confirmation, then changes the booking (an email still queued when
+    // a newer version lands is dropped as stale, by design).
+    stack.wait_for_mail(&id, "BOOKING_CONFIRMED", 1).await;
 
     let mut edit = edit_request(&id);
     edit.expected_version = Some(1);
@@ -875,95 +878,4 @@ async fn the_background_confirmation_and_its_email_link_to_the_request_that_caus
             .any(|s| s.span_context.trace_id() != trace && s.links.iter().any(|l| l.span_context.trace_id() == trace));
         assert!(linked, "no {name} span in its own trace linking to the create's trace");
     }
-}
-
-// ------------------------------------------------------------------ performance
-
-/// pgbench's TPS on a scratch database of the same server (16 clients, 2 threads, 10 s).
-fn pgbench_tps(db: &support::db::TestDb) -> f64 {
-    let run = |args: &[&str]| {
-        let output = std::process::Command::new("pgbench").args(args).arg(&db.url).output().expect("run pgbench");
-        assert!(output.status.success(), "pgbench: {}", String::from_utf8_lossy(&output.stderr));
-        String::from_utf8_lossy(&output.stdout).into_owned()
-    };
-    run(&["-i", "-q", "-s", "1"]);
-    let out = run(&["-c", "16", "-j", "2", "-T", "10"]);
-    out.lines()
-        .find_map(|l| l.strip_prefix("tps = ").and_then(|r| r.split_whitespace().next()).and_then(|n| n.parse().ok()))
-        .expect("pgbench tps line")
-}
-
-/// Measures edit latency and throughput at 16 concurrent clients while inline
-/// assignment succeeds, and compares with pgbench on the same machine. Run explicitly:
-/// `cargo nextest run --test booking --run-ignored only edit_latency`.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "a measurement, run explicitly"]
-async fn edit_latency_and_throughput_at_sixteen_clients() {
-    const CLIENTS: u64 = 16;
-    let tables: Vec<(&'static str, i32)> =
-        (0..32).map(|n| (&*Box::leak(format!("t{n:02}").into_boxed_str()), 4)).collect();
-    let stack = Stack::start(Options { tables, ..Default::default() }).await;
-    // One restaurant per client: a platform's concurrent edits spread over restaurants
-    // (assign-svc serialises the assignments of one restaurant).
-    let mut ids = Vec::new();
-    let mut client = stack.booking();
-    for n in 0..CLIENTS {
-        let restaurant = format!("perf-{n}");
-        stack.put_floor_plan(&restaurant, &[("t1", 4), ("t2", 4)]).await;
-        let mut create = create_request(slot(1, 19), 2);
-        create.restaurant_id = restaurant;
-        let answer = client.create_booking(create).await.expect("create").into_inner();
-        assert_eq!(answer.outcome, pb::Outcome::Confirmed as i32);
-        ids.push(answer.booking.expect("booking").id);
-    }
-    let measure_for = Duration::from_secs(10);
-    let started = Instant::now();
-    let mut tasks = Vec::new();
-    for id in ids {
-        let mut client = stack.booking();
-        tasks.push(tokio::spawn(async move {
-            let mut latencies = Vec::new();
-            let mut n = 0u64;
-            while started.elapsed() < measure_for {
-                n += 1;
-                let mut edit = edit_request(&id);
-                edit.party_size = Some(2 + (n % 2) as i32);
-                edit.notes = Some(format!("edit {n}"));
-                let t = Instant::now();
-                let answer = client.edit_booking(edit).await.expect("edit").into_inner();
-                let inline = answer
-                    .inline_attempt
-                    .as_ref()
-                    .and_then(|a| a.elapsed)
-                    .and_then(|d| platform::proto::std_duration(&d));
-                latencies.push((t.elapsed(), inline.unwrap_or_default()));
-                assert_eq!(answer.outcome, pb::Outcome::Confirmed as i32, "inline assignment must succeed here");
-            }
-            latencies
-        }));
-    }
-    let mut both = Vec::new();
-    for task in tasks {
-        both.extend(task.await.expect("client"));
-    }
-    let elapsed = started.elapsed();
-    let mut latencies: Vec<Duration> = both.iter().map(|(total, _)| *total).collect();
-    let mut inline: Vec<Duration> = both.iter().map(|(_, inline)| *inline).collect();
-    latencies.sort();
-    inline.sort();
-    println!("inline Assign part: p50 {:?} p99 {:?}", inline[inline.len() / 2], inline[inline.len() * 99 / 100]);
-    let pct = |p: f64| latencies[((latencies.len() as f64 * p) as usize).min(latencies.len() - 1)];
-    let edits_per_s = latencies.len() as f64 / elapsed.as_secs_f64();
-    let tps = pgbench_tps(&stack.db);
-    println!(
-        "edits: {} in {elapsed:.1?} = {edits_per_s:.0}/s; latency p50 {:?} p90 {:?} p99 {:?} max {:?}; pgbench {tps:.0} tps; ratio {:.2}",
-        latencies.len(),
-        pct(0.50),
-        pct(0.90),
-        pct(0.99),
-        latencies[latencies.len() - 1],
-        edits_per_s / tps
-    );
-    assert!(pct(0.99) < Duration::from_millis(25), "p99 {:?}", pct(0.99));
-    assert!(edits_per_s >= 0.25 * tps, "{edits_per_s:.0} edits/s < 0.25 x {tps:.0} tps");
 }

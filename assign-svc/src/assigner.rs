@@ -162,7 +162,7 @@ impl Assigner {
         if released > 0
             && let (Some(restaurant_id), Some(held)) = (state.held_restaurant, state.held)
         {
-            self.wake_later(restaurant_id, Some(held.slot));
+            self.wake(restaurant_id, Some(held.slot)).await;
         }
         Ok(released)
     }
@@ -187,7 +187,7 @@ impl Assigner {
         })
         .await;
         let updated_at = settle(client, result)?;
-        self.wake_later(plan.restaurant_id().clone(), None);
+        self.wake(plan.restaurant_id().clone(), None).await;
         Ok((plan, updated_at))
     }
 
@@ -265,23 +265,25 @@ impl Assigner {
     }
 
     /// Wakes the waiting jobs of a restaurant (overlapping `slot`, when given) after the
-    /// transaction that freed capacity committed. Best effort: a lost wake-up only delays
-    /// the jobs to their backoff.
+    /// transaction that freed capacity committed, in the background (the hot path does not
+    /// wait). Best effort: a lost wake-up only delays the jobs to their backoff.
     fn wake_later(&self, restaurant_id: RestaurantId, slot: Option<Slot>) {
-        let database = self.database.clone();
-        tokio::spawn(async move {
-            let result = async {
-                let client = database.client().await?;
-                store::wake_jobs(&client, &restaurant_id, slot).await
-            }
-            .await;
-            match result {
-                Ok(woken) => tracing::debug!(restaurant.id = %restaurant_id, woken, "freed capacity woke waiting jobs"),
-                Err(error) => {
-                    tracing::warn!(restaurant.id = %restaurant_id, error = %error, "could not wake waiting jobs")
-                }
-            }
-        });
+        let assigner = self.clone();
+        tokio::spawn(async move { assigner.wake(restaurant_id, slot).await });
+    }
+
+    /// Wakes the waiting jobs of a restaurant now, before the caller is answered (Release
+    /// and PutFloorPlan: rare calls whose callers expect the freed capacity to be in use).
+    async fn wake(&self, restaurant_id: RestaurantId, slot: Option<Slot>) {
+        let result = async {
+            let client = self.database.client().await?;
+            store::wake_jobs(&client, &restaurant_id, slot).await
+        }
+        .await;
+        match result {
+            Ok(woken) => tracing::debug!(restaurant.id = %restaurant_id, woken, "freed capacity woke waiting jobs"),
+            Err(error) => tracing::warn!(restaurant.id = %restaurant_id, error = %error, "could not wake waiting jobs"),
+        }
     }
 }
 

@@ -293,11 +293,12 @@ impl Flow {
     }
 
     /// The inline deadline for a call whose caller waits until `caller_deadline`, keeping
-    /// back the configured margin, or as long as the apply step took if that was longer
-    /// (recording costs about as much as applying, and both slow down together under load).
+    /// back the configured margin, or twice as long as the apply step took if that is longer
+    /// (recording costs about as much as applying, and both slow down together under load,
+    /// so the apply step's time is the best forecast of the record step's).
     fn deadline(&self, caller_deadline: Option<Instant>, apply_took: Duration) -> Duration {
         let remaining = caller_deadline.map(|d| d.saturating_duration_since(Instant::now()));
-        inline_deadline(self.inline.timeout, remaining, self.inline.margin.max(apply_took))
+        inline_deadline(self.inline.timeout, remaining, self.inline.margin.max(apply_took * 2))
     }
 
     /// The answer to a request whose idempotency key was used before.

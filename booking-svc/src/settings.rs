@@ -35,9 +35,10 @@ pub struct Settings {
           value_parser = clap::value_parser!(u64).range(1..=60_000))]
     pub inline_assign_timeout_ms: u64,
 
-    /// Time kept between the inline deadline and the caller's own gRPC deadline, for
-    /// recording the result and answering, in milliseconds.
-    #[arg(long = "inline-deadline-margin-ms", env = "INLINE_DEADLINE_MARGIN_MS", value_name = "INLINE_DEADLINE_MARGIN_MS", default_value_t = 50,
+    /// Least time kept between the inline deadline and the caller's own gRPC deadline, for
+    /// recording the result and answering, in milliseconds (twice the apply step's time
+    /// when that is longer).
+    #[arg(long = "inline-deadline-margin-ms", env = "INLINE_DEADLINE_MARGIN_MS", value_name = "INLINE_DEADLINE_MARGIN_MS", default_value_t = 100,
           value_parser = clap::value_parser!(u64).range(0..=10_000))]
     pub inline_deadline_margin_ms: u64,
 

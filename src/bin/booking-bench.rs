@@ -2,7 +2,8 @@
 //!
 //! Sets up floor plans and bookings first (through the public gRPC APIs), then runs
 //! `--concurrency` clients editing their own bookings for `--duration`, with a mix of
-//! edits that mostly confirm inline (new time, party size, notes). Prints edits/s,
+//! edits that mostly confirm inline (new time, party size, notes), either as fast as the
+//! stack answers (closed loop) or at an offered `--rate`. Prints edits/s,
 //! latency percentiles from an HDR histogram, outcomes by kind, errors by gRPC code, and
 //! the peak RSS of each local service process. With `--json` the last line is one JSON
 //! object with those figures.
@@ -49,6 +50,11 @@ struct Args {
     /// Bookings each client edits in turn.
     #[arg(long, default_value_t = 4)]
     bookings_per_client: usize,
+    /// Offered load in edits/s over all clients (each client edits on a fixed schedule and
+    /// latency counts from the scheduled start, so a stall is not hidden). Unset: every
+    /// client edits again as soon as its previous edit answers (closed loop, saturation).
+    #[arg(long, value_parser = positive_rate)]
+    rate: Option<f64>,
     /// Send no emails for the benchmark's bookings (measures the edit path alone).
     #[arg(long)]
     suppress_emails: bool,
@@ -146,10 +152,22 @@ async fn main() -> anyhow::Result<()> {
         let stop = stop.clone();
         let suppress = args.suppress_emails;
         let warmup = args.warmup;
+        // With --rate, this client's edits are due every `interval`, the clients staggered.
+        let interval = args.rate.map(|rate| Duration::from_secs_f64(clients as f64 / rate));
+        let mut due = Instant::now() + interval.unwrap_or_default().mul_f64(c as f64 / clients as f64);
         tasks.push(tokio::spawn(async move {
             let mut local = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("histogram bounds");
             let mut n: u64 = 0;
             while !stop.load(Ordering::Relaxed) {
+                let started = match interval {
+                    Some(interval) => {
+                        tokio::time::sleep_until(due.into()).await;
+                        let scheduled = due;
+                        due += interval;
+                        scheduled
+                    }
+                    None => Instant::now(),
+                };
                 let index = (n as usize) % mine.len();
                 let tracked = &mut mine[index];
                 n += 1;
@@ -178,7 +196,6 @@ async fn main() -> anyhow::Result<()> {
                         (tracked.slot, tracked.party)
                     }
                 };
-                let started = Instant::now();
                 let result = client.edit_booking(request).await;
                 let elapsed = started.elapsed();
                 let counted = measuring.load(Ordering::Relaxed) && n > warmup as u64;
@@ -250,6 +267,7 @@ async fn main() -> anyhow::Result<()> {
     let rss = peak_rss_of_services();
     let summary = serde_json::json!({
         "concurrency": clients,
+        "offered_rate": args.rate,
         "duration_s": measured.as_secs_f64(),
         "edits": edits,
         "edits_per_sec": edits as f64 / measured.as_secs_f64(),
@@ -267,8 +285,9 @@ async fn main() -> anyhow::Result<()> {
         "errors_by_code": *errors_by_code.lock().unwrap_or_else(|e| e.into_inner()),
         "peak_rss_mib": rss,
     });
+    let offered = args.rate.map(|rate| format!(", offered {rate:.0}/s")).unwrap_or_default();
     println!(
-        "edits          {edits} in {:.1}s, {:.0} edits/s at concurrency {clients}",
+        "edits          {edits} in {:.1}s, {:.0} edits/s at concurrency {clients}{offered}",
         measured.as_secs_f64(),
         summary["edits_per_sec"].as_f64().unwrap_or(0.0)
     );
@@ -286,6 +305,14 @@ async fn main() -> anyhow::Result<()> {
         println!("{summary}");
     }
     Ok(())
+}
+
+/// `--rate`: a positive number of edits per second.
+fn positive_rate(value: &str) -> Result<f64, String> {
+    match value.parse::<f64>() {
+        Ok(rate) if rate.is_finite() && rate > 0.0 => Ok(rate),
+        _ => Err(format!("{value:?} is not a positive number of edits per second")),
+    }
 }
 
 /// A start time: `day` days since the epoch, `slot` quarter hours after midnight (UTC).

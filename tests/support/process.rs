@@ -76,11 +76,22 @@ impl ServiceProcess {
         process
     }
 
-    /// Starts `bin` and waits until it reports `SERVING`.
+    /// Starts `bin` and waits until it reports `SERVING`. The port is chosen free just
+    /// before the start, so a parallel test may take it first: then the process cannot
+    /// listen and exits, and it is started again on another port.
     pub async fn start_serving(bin: &'static str, envs: &[(&str, &str)]) -> Self {
-        let process = Self::spawn(bin, envs);
-        process.wait_serving().await;
-        process
+        for _ in 0..5 {
+            let mut process = Self::spawn(bin, envs);
+            if process.serving_or_exited().await {
+                return process;
+            }
+            assert!(
+                process.log_text().contains("cannot listen"),
+                "{bin} exited before serving:\n{}",
+                process.log_text()
+            );
+        }
+        panic!("{bin} found no free port in five tries");
     }
 
     fn start(&mut self) {
@@ -104,9 +115,35 @@ impl ServiceProcess {
         self.child.as_ref().map(|c| c.id()).expect("process running")
     }
 
-    /// Waits until health reports `SERVING`.
-    pub async fn wait_serving(&self) {
-        super::services::wait_serving(&self.url, Duration::from_secs(60)).await
+    /// Waits until this process (not another one on a reused port) reports `SERVING`.
+    pub async fn wait_serving(&mut self) {
+        assert!(self.serving_or_exited().await, "{} exited before serving:\n{}", self.bin, self.log_text());
+    }
+
+    /// True once the process reports `SERVING`; false when it exited first.
+    async fn serving_or_exited(&mut self) -> bool {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Some(child) = self.child.as_mut()
+                && let Ok(Some(_)) = child.try_wait()
+            {
+                self.child = None;
+                return false;
+            }
+            if super::services::health(&self.url, "").await
+                == Some(tonic_health::pb::health_check_response::ServingStatus::Serving)
+            {
+                // Serving, and still ours: the process has not exited meanwhile.
+                if let Some(child) = self.child.as_mut()
+                    && let Ok(None) = child.try_wait()
+                {
+                    return true;
+                }
+                continue;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "{} did not report SERVING within 60 s", self.bin);
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 
     fn signal(&self, signal: &str) {

@@ -90,11 +90,23 @@ impl SmtpSink {
     pub async fn start() -> Self {
         let dir = tempfile::tempdir().expect("temp dir for mails");
         let mut sink = Self { port: super::free_port(), dir, child: None, stdin: None };
+        // The port is chosen free just before; a parallel test may take it first.
+        for _ in 0..4 {
+            if sink.try_launch() {
+                return sink;
+            }
+            sink.stop();
+            sink.port = super::free_port();
+        }
         sink.launch();
         sink
     }
 
     fn launch(&mut self) {
+        assert!(self.try_launch(), "SMTP sink did not start on port {} (is aiosmtpd installed?)", self.port);
+    }
+
+    fn try_launch(&mut self) -> bool {
         let script = super::workspace_root().join("tests/support/smtp_sink.py");
         let python = std::env::var("PYTHON").unwrap_or_else(|_| "python3".to_string());
         let mut child = Command::new(python)
@@ -109,9 +121,9 @@ impl SmtpSink {
         let stdout = child.stdout.take().expect("sink stdout");
         let mut line = String::new();
         BufReader::new(stdout).read_line(&mut line).expect("read sink readiness");
-        assert!(line.starts_with("ready"), "SMTP sink did not start: {line:?} (is aiosmtpd installed?)");
         self.stdin = child.stdin.take();
         self.child = Some(child);
+        line.starts_with("ready")
     }
 
     /// `smtp://127.0.0.1:PORT` for notify-svc's `SMTP_URL`.

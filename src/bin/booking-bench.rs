@@ -138,6 +138,8 @@ async fn main() -> anyhow::Result<()> {
 
     let counters = Arc::new(Counters::default());
     let histogram = Arc::new(Mutex::new(Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?));
+    // The inline Assign's share of each edit (what booking-svc reports it waited for).
+    let inline_histogram = Arc::new(Mutex::new(Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?));
     let errors_by_code = Arc::new(Mutex::new(BTreeMap::<String, u64>::new()));
     let measuring = Arc::new(AtomicBool::new(false));
     let stop = Arc::new(AtomicBool::new(false));
@@ -147,6 +149,7 @@ async fn main() -> anyhow::Result<()> {
         let mut client = booking.clone();
         let counters = counters.clone();
         let histogram = histogram.clone();
+        let inline_histogram = inline_histogram.clone();
         let errors_by_code = errors_by_code.clone();
         let measuring = measuring.clone();
         let stop = stop.clone();
@@ -157,6 +160,7 @@ async fn main() -> anyhow::Result<()> {
         let mut due = Instant::now() + interval.unwrap_or_default().mul_f64(c as f64 / clients as f64);
         tasks.push(tokio::spawn(async move {
             let mut local = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("histogram bounds");
+            let mut local_inline = local.clone();
             let mut n: u64 = 0;
             while !stop.load(Ordering::Relaxed) {
                 let started = match interval {
@@ -209,6 +213,14 @@ async fn main() -> anyhow::Result<()> {
                         tracked.party = new_party;
                         if counted {
                             let _ = local.record(elapsed.as_micros().max(1) as u64);
+                            let inline = response
+                                .inline_attempt
+                                .as_ref()
+                                .and_then(|attempt| attempt.elapsed.as_ref())
+                                .and_then(platform::proto::std_duration);
+                            if let Some(inline) = inline {
+                                let _ = local_inline.record(inline.as_micros().max(1) as u64);
+                            }
                             counters.edits.fetch_add(1, Ordering::Relaxed);
                             match Outcome::try_from(response.outcome) {
                                 Ok(Outcome::Confirmed) => counters.confirmed.fetch_add(1, Ordering::Relaxed),
@@ -232,6 +244,9 @@ async fn main() -> anyhow::Result<()> {
             }
             let mut shared = histogram.lock().unwrap_or_else(|e| e.into_inner());
             let _ = shared.add(&local);
+            drop(shared);
+            let mut shared = inline_histogram.lock().unwrap_or_else(|e| e.into_inner());
+            let _ = shared.add(&local_inline);
         }));
     }
 
@@ -263,6 +278,8 @@ async fn main() -> anyhow::Result<()> {
 
     let histogram = histogram.lock().unwrap_or_else(|e| e.into_inner()).clone();
     let ms = |q: f64| histogram.value_at_quantile(q) as f64 / 1000.0;
+    let inline_histogram = inline_histogram.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    let inline_ms = |q: f64| inline_histogram.value_at_quantile(q) as f64 / 1000.0;
     let edits = counters.edits.load(Ordering::Relaxed);
     let rss = peak_rss_of_services();
     let summary = serde_json::json!({
@@ -276,6 +293,13 @@ async fn main() -> anyhow::Result<()> {
         "p99_ms": ms(0.99),
         "max_ms": histogram.max() as f64 / 1000.0,
         "mean_ms": histogram.mean() / 1000.0,
+        "inline_assign_ms": {
+            "p50": inline_ms(0.50),
+            "p90": inline_ms(0.90),
+            "p99": inline_ms(0.99),
+            "max": inline_histogram.max() as f64 / 1000.0,
+            "mean": inline_histogram.mean() / 1000.0,
+        },
         "outcomes": {
             "confirmed": counters.confirmed.load(Ordering::Relaxed),
             "pending": counters.pending.load(Ordering::Relaxed),
@@ -297,6 +321,13 @@ async fn main() -> anyhow::Result<()> {
         ms(0.90),
         ms(0.99),
         histogram.max() as f64 / 1000.0
+    );
+    println!(
+        "inline Assign  p50 {:.2}  p90 {:.2}  p99 {:.2}  max {:.2} (the part of each edit spent in assign-svc)",
+        inline_ms(0.50),
+        inline_ms(0.90),
+        inline_ms(0.99),
+        inline_histogram.max() as f64 / 1000.0
     );
     println!("outcomes       {}", summary["outcomes"]);
     println!("errors         {} {}", summary["errors"], summary["errors_by_code"]);

@@ -137,9 +137,11 @@ async fn main() -> anyhow::Result<()> {
     }
 
     let counters = Arc::new(Counters::default());
-    let histogram = Arc::new(Mutex::new(Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?));
+    // Latencies in microseconds, 1 µs to 60 s, 3 significant digits.
+    let template = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?;
+    let histogram = Arc::new(Mutex::new(Histogram::<u64>::new_from(&template)));
     // The inline Assign's share of each edit (what booking-svc reports it waited for).
-    let inline_histogram = Arc::new(Mutex::new(Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?));
+    let inline_histogram = Arc::new(Mutex::new(Histogram::<u64>::new_from(&template)));
     let errors_by_code = Arc::new(Mutex::new(BTreeMap::<String, u64>::new()));
     let measuring = Arc::new(AtomicBool::new(false));
     let stop = Arc::new(AtomicBool::new(false));
@@ -150,6 +152,7 @@ async fn main() -> anyhow::Result<()> {
         let counters = counters.clone();
         let histogram = histogram.clone();
         let inline_histogram = inline_histogram.clone();
+        let template = template.clone();
         let errors_by_code = errors_by_code.clone();
         let measuring = measuring.clone();
         let stop = stop.clone();
@@ -159,8 +162,8 @@ async fn main() -> anyhow::Result<()> {
         let interval = args.rate.map(|rate| Duration::from_secs_f64(clients as f64 / rate));
         let mut due = Instant::now() + interval.unwrap_or_default().mul_f64(c as f64 / clients as f64);
         tasks.push(tokio::spawn(async move {
-            let mut local = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("histogram bounds");
-            let mut local_inline = local.clone();
+            let mut local = Histogram::<u64>::new_from(&template);
+            let mut local_inline = Histogram::<u64>::new_from(&template);
             let mut n: u64 = 0;
             while !stop.load(Ordering::Relaxed) {
                 let started = match interval {

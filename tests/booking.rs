@@ -273,6 +273,79 @@ async fn suppressed_no_op_and_replayed_requests_send_nothing() {
 }
 
 #[tokio::test]
+async fn postgres_restarted_mid_flow_loses_no_edit_and_mails_nothing_twice() {
+    // A private cluster, so that stopping PostgreSQL disturbs no other test.
+    let mut cluster = tokio::task::spawn_blocking(|| platform::local_pg::LocalCluster::start(0))
+        .await
+        .expect("join")
+        .expect("a private PostgreSQL cluster");
+    let options = Options {
+        tables: vec![("t1", 4), ("t2", 4), ("t3", 4)],
+        database_server: Some(cluster.url()),
+        ..Default::default()
+    };
+    let stack = Stack::start(options).await;
+    let booking_url = stack.booking.as_ref().expect("in-process booking-svc").url();
+    let mut client = stack.booking();
+    let a = create_confirmed(&mut client, slot(1, 19), 2).await.id;
+    let b = create_confirmed(&mut client, slot(1, 20), 2).await.id;
+    stack.wait_for_mail(&a, "BOOKING_CONFIRMED", 1).await;
+    stack.wait_for_mail(&b, "BOOKING_CONFIRMED", 1).await;
+
+    // An edit confirms, and PostgreSQL stops at once: its email may be anywhere between
+    // the outbox and the SMTP server.
+    let mut edit = edit_request(&a);
+    edit.party_size = Some(3);
+    let answer = client.edit_booking(edit).await.expect("edit before the stop").into_inner();
+    assert_eq!(answer.outcome, pb::Outcome::Confirmed as i32);
+    cluster = tokio::task::spawn_blocking(move || cluster.stop_server().map(|()| cluster))
+        .await
+        .expect("join")
+        .expect("stop PostgreSQL");
+
+    // While it is down: a precise UNAVAILABLE, nothing half done, health says NOT_SERVING.
+    let mut edit = edit_request(&b);
+    edit.party_size = Some(3);
+    let refused = client.edit_booking(edit).await.expect_err("no edit without the database");
+    assert_eq!(refused.code(), Code::Unavailable, "{refused:?}");
+    eventually(Duration::from_secs(10), "booking-svc NOT_SERVING while PostgreSQL is down", || async {
+        (support::services::health(&booking_url, "").await
+            == Some(tonic_health::pb::health_check_response::ServingStatus::NotServing))
+        .then_some(())
+    })
+    .await;
+
+    let mut cluster = tokio::task::spawn_blocking(move || cluster.start_server().map(|()| cluster))
+        .await
+        .expect("join")
+        .expect("start PostgreSQL again");
+    support::services::wait_serving(&booking_url, Duration::from_secs(20)).await;
+
+    // The confirmation queued before the stop still goes out, once.
+    stack.wait_for_mail(&a, "MODIFICATION_CONFIRMED", 2).await;
+    // The refused edit changed nothing: the retried one is version 2.
+    let mut edit = edit_request(&b);
+    edit.party_size = Some(3);
+    let answer = client.edit_booking(edit).await.expect("edit after the restart").into_inner();
+    assert_eq!(answer.outcome, pb::Outcome::Confirmed as i32);
+    assert_eq!(answer.booking.as_ref().map(|b| b.version), Some(2));
+    let mut edit = edit_request(&a);
+    edit.notes = Some("window seat".into());
+    let answer = client.edit_booking(edit).await.expect("second edit after the restart").into_inner();
+    assert_eq!(answer.outcome, pb::Outcome::Confirmed as i32);
+    assert_eq!(answer.booking.as_ref().map(|b| b.version), Some(3));
+
+    stack.settle(&[&a, &b]).await;
+    assert_eq!(
+        stack.mails_for(&a),
+        vec!["BOOKING_CONFIRMED:1", "MODIFICATION_CONFIRMED:2", "MODIFICATION_CONFIRMED:3"]
+    );
+    assert_eq!(stack.mails_for(&b), vec!["BOOKING_CONFIRMED:1", "MODIFICATION_CONFIRMED:2"]);
+    drop(stack);
+    let _ = tokio::task::spawn_blocking(move || cluster.stop_server()).await;
+}
+
+#[tokio::test]
 async fn two_quick_edits_never_confirm_the_superseded_version() {
     let stack = Stack::start(Options::default()).await;
     let mut client = stack.booking();

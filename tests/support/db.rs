@@ -18,7 +18,12 @@ pub struct TestDb {
 impl TestDb {
     /// Creates a database with a unique name.
     pub async fn new() -> Self {
-        let admin = admin_url();
+        Self::new_on(&admin_url()).await
+    }
+
+    /// Creates a database with a unique name on the server of `admin` (a private cluster).
+    pub async fn new_on(admin: &str) -> Self {
+        let admin = admin.to_string();
         let name = format!("t_{}", uuid::Uuid::new_v4().simple());
         let client = connect(&admin).await;
         client.batch_execute(&format!("CREATE DATABASE {name}")).await.expect("create test database");

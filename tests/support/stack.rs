@@ -58,6 +58,9 @@ pub struct Options {
     pub inline_assign: bool,
     /// INLINE_ASSIGN_TIMEOUT_MS.
     pub inline_timeout_ms: u64,
+    /// The PostgreSQL server to create the test's database on (its admin URL), instead of
+    /// the shared local one: a private cluster that the test may stop and restart.
+    pub database_server: Option<String>,
 }
 
 impl Default for Options {
@@ -68,6 +71,7 @@ impl Default for Options {
             booking_in_process: true,
             inline_assign: true,
             inline_timeout_ms: 800,
+            database_server: None,
         }
     }
 }
@@ -86,7 +90,10 @@ pub struct Stack {
 impl Stack {
     /// Starts everything per `options` and puts RESTAURANT's floor plan.
     pub async fn start(options: Options) -> Self {
-        let db = TestDb::new().await;
+        let db = match &options.database_server {
+            Some(server) => TestDb::new_on(server).await,
+            None => TestDb::new().await,
+        };
         let smtp = SmtpSink::start().await;
         let assign = if options.assign_process {
             Svc::Process(ServiceProcess::start_serving("assign-svc", &assign_env(&db.url)).await)

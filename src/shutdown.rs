@@ -37,3 +37,13 @@ async fn wait_for_signal() {
         let _ = tokio::signal::ctrl_c().await;
     }
 }
+
+/// A worker's pause between passes: returns when `wake` is notified (a NOTIFY said there is
+/// work), when `wait` has passed, or when `shutdown` is cancelled, whichever comes first.
+pub async fn pause(wake: &tokio::sync::Notify, wait: std::time::Duration, shutdown: &CancellationToken) {
+    tokio::select! {
+        _ = wake.notified() => {}
+        _ = tokio::time::sleep(wait) => {}
+        _ = shutdown.cancelled() => {}
+    }
+}

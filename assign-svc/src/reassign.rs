@@ -68,11 +68,7 @@ impl Scheduler {
             };
             if jobs.is_empty() {
                 let idle = self.idle_time().await;
-                tokio::select! {
-                    _ = wake.notified() => {}
-                    _ = tokio::time::sleep(idle) => {}
-                    _ = shutdown.cancelled() => {}
-                }
+                platform::shutdown::pause(&wake, idle, &shutdown).await;
                 continue;
             }
             let mut batch = JoinSet::new();

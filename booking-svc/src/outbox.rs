@@ -99,11 +99,7 @@ impl OutboxWorker {
             if wait.is_zero() {
                 continue;
             }
-            tokio::select! {
-                _ = wake.notified() => {}
-                _ = tokio::time::sleep(wait) => {}
-                _ = shutdown.cancelled() => {}
-            }
+            platform::shutdown::pause(&wake, wait, &shutdown).await;
         }
         tracing::info!("outbox worker stopped");
     }

@@ -70,11 +70,7 @@ impl ReleaseWorker {
             if wait.is_zero() {
                 continue;
             }
-            tokio::select! {
-                _ = wake.notified() => {}
-                _ = tokio::time::sleep(wait) => {}
-                _ = shutdown.cancelled() => {}
-            }
+            platform::shutdown::pause(&wake, wait, &shutdown).await;
         }
         tracing::info!("release worker stopped");
     }

@@ -71,11 +71,7 @@ impl Worker {
                     pause
                 }
             };
-            tokio::select! {
-                _ = tokio::time::sleep(pause) => {}
-                _ = wake.notified() => {}
-                _ = shutdown.cancelled() => {}
-            }
+            platform::shutdown::pause(&wake, pause, &shutdown).await;
         }
         tracing::info!("delivery worker stopped");
     }

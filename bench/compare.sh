@@ -1,0 +1,70 @@
+#!/usr/bin/env bash
+# booking-bench beside pgbench on the same machine, in the same run.
+#
+#   bash bench/compare.sh [ROUNDS] [-- booking-bench options]
+#
+# Needs a release build (`cargo build --release --workspace --bins`), PostgreSQL answering
+# on PGHOST:PGPORT (default 127.0.0.1:5432, user postgres) and pgbench. Creates two
+# throwaway databases (booking_bench, booking_pgbench, dropped at the end), starts the
+# release stack on the first, then alternates rounds: booking-bench at 16 clients, then
+# pgbench's built-in tpcb-like script at 16 clients in both its default (simple query)
+# protocol and -M prepared. Prints each round and the ratio edits/s ÷ TPS per round.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+ROUNDS=${1:-3}
+shift || true
+[[ "${1:-}" == "--" ]] && shift
+export PGHOST=${PGHOST:-127.0.0.1} PGPORT=${PGPORT:-5432} PGUSER=${PGUSER:-postgres}
+CLIENTS=16
+BENCH_DB=booking_bench
+PGBENCH_DB=booking_pgbench
+BIN=target/release
+for tool in "$BIN/booking-stack" "$BIN/booking-bench"; do
+    [[ -x "$tool" ]] || { echo "missing $tool: run cargo build --release --workspace --bins" >&2; exit 2; }
+done
+command -v pgbench >/dev/null || { echo "pgbench not found (Debian: postgresql-client)" >&2; exit 2; }
+
+mail=$(mktemp -d)
+stack=
+cleanup() {
+    if [[ -n "$stack" ]]; then
+        kill -INT "$stack" 2>/dev/null || true
+        wait "$stack" 2>/dev/null || true
+    fi
+    psql -qX -c "DROP DATABASE IF EXISTS $BENCH_DB" -c "DROP DATABASE IF EXISTS $PGBENCH_DB" >/dev/null 2>&1 || true
+    rm -rf "$mail"
+}
+trap cleanup EXIT
+
+psql -qX -c "DROP DATABASE IF EXISTS $BENCH_DB" -c "CREATE DATABASE $BENCH_DB" \
+    -c "DROP DATABASE IF EXISTS $PGBENCH_DB" -c "CREATE DATABASE $PGBENCH_DB" >/dev/null 2>&1
+pgbench -i -s 16 -q "$PGBENCH_DB" >/dev/null 2>&1
+
+log="$mail/stack.log"
+RUST_LOG=warn "$BIN/booking-stack" --no-demo --mail-dir "$mail" \
+    --database-url "postgres://$PGUSER@$PGHOST:$PGPORT/$BENCH_DB" >"$log" 2>&1 &
+stack=$!
+# booking-stack prints its guide once all three services answer health checks.
+for _ in $(seq 200); do
+    grep -q "The stack is up" "$log" && break
+    kill -0 "$stack" 2>/dev/null || { cat "$log" >&2; exit 1; }
+    sleep 0.3
+done
+grep -q "The stack is up" "$log" || { echo "the stack did not come up" >&2; cat "$log" >&2; exit 1; }
+
+tps() { pgbench -c "$CLIENTS" -j 2 -T 10 "$@" "$PGBENCH_DB" 2>/dev/null | sed -n 's/^tps = \([0-9.]*\).*/\1/p'; }
+
+printf '%-6s %9s %7s %7s %13s %15s %8s %8s\n' round edits/s p50_ms p99_ms tps_simple tps_prepared ratio_s ratio_p
+for round in $(seq "$ROUNDS"); do
+    json=$("$BIN/booking-bench" --concurrency "$CLIENTS" --duration 10s --json "$@" 2>/dev/null | tail -1)
+    simple=$(tps)
+    prepared=$(tps -M prepared)
+    python3 - "$round" "$json" "$simple" "$prepared" <<'EOF'
+import json, sys
+round_, summary, simple, prepared = sys.argv[1], json.loads(sys.argv[2]), float(sys.argv[3]), float(sys.argv[4])
+eps = summary["edits_per_sec"]
+print(f"{round_:<6} {eps:9.0f} {summary['p50_ms']:7.1f} {summary['p99_ms']:7.1f} {simple:13.0f} {prepared:15.0f} "
+      f"{eps / simple:8.3f} {eps / prepared:8.3f}")
+EOF
+done

@@ -8,7 +8,8 @@
 # throwaway databases (booking_bench, booking_pgbench, dropped at the end), starts the
 # release stack on the first, then alternates rounds: booking-bench at 16 clients, then
 # pgbench's built-in tpcb-like script at 16 clients in both its default (simple query)
-# protocol and -M prepared. Prints each round and the ratio edits/s ÷ TPS per round.
+# protocol and -M prepared. Prints each round, the ratio edits/s ÷ TPS per round, and
+# where the CPU went (milliseconds per edit by process, from booking-bench).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -66,5 +67,10 @@ round_, summary, simple, prepared = sys.argv[1], json.loads(sys.argv[2]), float(
 eps = summary["edits_per_sec"]
 print(f"{round_:<6} {eps:9.0f} {summary['p50_ms']:7.1f} {summary['p99_ms']:7.1f} {simple:13.0f} {prepared:15.0f} "
       f"{eps / simple:8.3f} {eps / prepared:8.3f}")
+cpu = summary.get("cpu_ms_per_edit", {})
+if cpu.get("total"):
+    parts = "  ".join(f"{name} {ms:.2f}" for name, ms in sorted(cpu.items(), key=lambda kv: -kv[1]) if name != "total")
+    cap = summary.get("cores", 1) * 1000 / cpu["total"]
+    print(f"       CPU ms/edit: {parts}  (total {cpu['total']:.2f}: at most {cap:.0f} edits/s on {summary.get('cores', 1)} cores)")
 EOF
 done

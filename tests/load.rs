@@ -11,6 +11,7 @@
 //! window often, so the background takes many live requests over (the crash recovery
 //! path); `LOAD_PEER_TIMEOUT_MS=60` makes many SendOnce calls time out at booking-svc
 //! after notify-svc got them, so stale retries must be fenced rather than dropped.
+//! Last, a short run of the benchmark binary `booking-bench` against a real stack.
 
 mod support;
 
@@ -979,4 +980,51 @@ fn check_booking(id: &str, seen: &Seen<'_>, totals: &mut Totals, failures: &mut 
             fail(format!("{key:?}: deliveries in states {states:?}"));
         }
     }
+}
+
+/// The benchmark of issue 7 against a real stack (assign-svc and booking-svc as real
+/// processes): it puts its own floor plans, creates its bookings, edits for a second from
+/// four clients, and its JSON summary (the last line) holds the figures the README reports:
+/// edits/s, ordered latency percentiles, the inline Assign's share, outcomes, no errors,
+/// each service's peak RSS and where the CPU went per edit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn benchmark_drives_a_real_stack_and_reports_its_figures() {
+    let stack = Stack::start(Options { assign_process: true, booking_in_process: false, ..Options::default() }).await;
+    let booking = stack.booking_process(&[]).await;
+    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_booking-bench"))
+        .args(["--booking-url", &booking.url, "--assign-url", &stack.assign.url()])
+        .args(["--concurrency", "4", "--duration", "1s", "--warmup", "1", "--restaurants", "2"])
+        .args(["--bookings-per-client", "2", "--json"])
+        .output()
+        .await
+        .expect("run booking-bench");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "booking-bench failed: {stderr}");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let last = stdout.lines().last().expect("booking-bench printed nothing");
+    let summary: serde_json::Value = serde_json::from_str(last).expect("the last line is one JSON object");
+    println!("{stdout}");
+
+    let edits = summary["edits"].as_u64().expect("edits");
+    assert!(edits > 0, "no edit measured: {summary}");
+    assert_eq!(summary["errors"].as_u64(), Some(0), "{summary}");
+    let outcome = |kind: &str| summary["outcomes"][kind].as_u64().unwrap_or(0);
+    assert_eq!(outcome("confirmed") + outcome("pending") + outcome("unchanged"), edits, "{summary}");
+    assert!(outcome("confirmed") > 0, "no edit confirmed inline: {summary}");
+    assert!(summary["edits_per_sec"].as_f64().is_some_and(|rate| rate > 0.0), "{summary}");
+    let ms = |field: &str| summary[field].as_f64().expect(field);
+    assert!(0.0 < ms("p50_ms") && ms("p50_ms") <= ms("p90_ms"), "{summary}");
+    assert!(ms("p90_ms") <= ms("p99_ms") && ms("p99_ms") <= ms("max_ms"), "{summary}");
+    let inline = &summary["inline_assign_ms"];
+    assert!(inline["p50"].as_f64().is_some_and(|p50| p50 > 0.0 && p50 <= ms("max_ms")), "{summary}");
+    for service in ["booking-svc", "assign-svc"] {
+        assert!(summary["peak_rss_mib"][service].as_f64().is_some_and(|mib| mib > 0.0), "{service}: {summary}");
+    }
+    let cpu = &summary["cpu_ms_per_edit"];
+    // notify-svc runs inside this test's process here, so it has no figure of its own.
+    for process in ["postgres", "booking-svc", "assign-svc", "booking-bench"] {
+        assert!(cpu[process].as_f64().is_some_and(|ms| ms >= 0.0), "{process}: {summary}");
+    }
+    assert!(cpu["postgres"].as_f64().is_some_and(|ms| ms > 0.0), "{summary}");
+    assert!(cpu["total"].as_f64().is_some_and(|ms| ms > 0.0), "{summary}");
 }

@@ -5,8 +5,9 @@
 //! edits that mostly confirm inline (new time, party size, notes), either as fast as the
 //! stack answers (closed loop) or at an offered `--rate`. Prints edits/s,
 //! latency percentiles from an HDR histogram, outcomes by kind, errors by gRPC code, and
-//! the peak RSS of each local service process. With `--json` the last line is one JSON
-//! object with those figures.
+//! the peak RSS of each local service process, and the CPU time per edit of each local
+//! service, of PostgreSQL and of the benchmark itself (where the machine goes). With
+//! `--json` the last line is one JSON object with those figures.
 
 use clap::Parser;
 use hdrhistogram::Histogram;
@@ -256,6 +257,7 @@ async fn main() -> anyhow::Result<()> {
     tokio::time::sleep(Duration::from_millis(300)).await;
     measuring.store(true, Ordering::Relaxed);
     let started = Instant::now();
+    let cpu_before = cpu_seconds_by_process();
     let mut last = 0;
     while started.elapsed() < args.duration {
         tokio::time::sleep(Duration::from_secs(1).min(args.duration.saturating_sub(started.elapsed()))).await;
@@ -272,6 +274,7 @@ async fn main() -> anyhow::Result<()> {
         last = edits;
     }
     let measured = started.elapsed();
+    let cpu_after = cpu_seconds_by_process();
     stop.store(true, Ordering::Relaxed);
     measuring.store(false, Ordering::Relaxed);
     for task in tasks {
@@ -285,6 +288,8 @@ async fn main() -> anyhow::Result<()> {
     let inline_ms = |q: f64| inline_histogram.value_at_quantile(q) as f64 / 1000.0;
     let edits = counters.edits.load(Ordering::Relaxed);
     let rss = peak_rss_of_services();
+    let cpu = cpu_ms_per_edit(&cpu_before, &cpu_after, edits);
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let summary = serde_json::json!({
         "concurrency": clients,
         "offered_rate": args.rate,
@@ -311,6 +316,8 @@ async fn main() -> anyhow::Result<()> {
         "errors": counters.errors.load(Ordering::Relaxed),
         "errors_by_code": *errors_by_code.lock().unwrap_or_else(|e| e.into_inner()),
         "peak_rss_mib": rss,
+        "cpu_ms_per_edit": cpu,
+        "cores": cores,
     });
     let offered = args.rate.map(|rate| format!(", offered {rate:.0}/s")).unwrap_or_default();
     println!(
@@ -335,6 +342,13 @@ async fn main() -> anyhow::Result<()> {
     println!("outcomes       {}", summary["outcomes"]);
     println!("errors         {} {}", summary["errors"], summary["errors_by_code"]);
     println!("peak RSS MiB   {}", summary["peak_rss_mib"]);
+    if let Some(total) = cpu.get("total").and_then(|v| v.as_f64()).filter(|t| *t > 0.0) {
+        println!(
+            "CPU ms/edit    {} (at that cost {cores} cores give at most {:.0} edits/s)",
+            summary["cpu_ms_per_edit"],
+            cores as f64 * 1000.0 / total
+        );
+    }
     if args.json {
         println!("{summary}");
     }
@@ -352,6 +366,66 @@ fn positive_rate(value: &str) -> Result<f64, String> {
 /// A start time: `day` days since the epoch, `slot` quarter hours after midnight (UTC).
 fn at(day: i64, slot: i64) -> prost_types::Timestamp {
     prost_types::Timestamp { seconds: day * 86_400 + slot * 900, nanos: 0 }
+}
+
+/// Processes whose CPU time the benchmark reports: the local services, PostgreSQL's
+/// processes (every process named `postgres` on this machine) and the benchmark itself.
+const MEASURED: [&str; 5] = ["postgres", "booking-svc", "assign-svc", "notify-svc", "booking-bench"];
+
+/// CPU time (user + system) used so far by each measured process, in seconds, by pid, with
+/// the process's name (from `/proc/<pid>/stat`).
+fn cpu_seconds_by_process() -> BTreeMap<u32, (&'static str, f64)> {
+    // utime and stime count clock ticks of USER_HZ, which Linux fixes at 100 per second on
+    // x86-64 and arm64.
+    const TICKS_PER_SECOND: f64 = 100.0;
+    let mut usage = BTreeMap::new();
+    let Ok(entries) = std::fs::read_dir("/proc") else { return usage };
+    let me = std::process::id();
+    for entry in entries.flatten() {
+        let Some(pid) = entry.file_name().to_str().and_then(|name| name.parse::<u32>().ok()) else { continue };
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else { continue };
+        // The name is in parentheses and may itself hold spaces or parentheses.
+        let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else { continue };
+        let comm = if pid == me { "booking-bench" } else { &stat[open + 1..close] };
+        let Some(name) = MEASURED.iter().copied().find(|measured| *measured == comm) else { continue };
+        // After the name: state, ppid, pgrp, session, tty, tpgid, flags, 4 fault counts,
+        // then utime and stime.
+        let fields: Vec<&str> = stat[close + 1..].split_whitespace().collect();
+        let ticks = |index: usize| fields.get(index).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+        usage.insert(pid, (name, (ticks(11) + ticks(12)) as f64 / TICKS_PER_SECOND));
+    }
+    usage
+}
+
+/// CPU milliseconds per measured edit by process name, and their total, between two
+/// [`cpu_seconds_by_process`] readings. A process started in between counts whole; one
+/// that ended in between is missing (PostgreSQL's pooled backends and the services live
+/// through a run).
+fn cpu_ms_per_edit(
+    before: &BTreeMap<u32, (&'static str, f64)>,
+    after: &BTreeMap<u32, (&'static str, f64)>,
+    edits: u64,
+) -> serde_json::Value {
+    let mut by_name = serde_json::Map::new();
+    if edits == 0 {
+        return serde_json::Value::Object(by_name);
+    }
+    let mut total = 0.0;
+    for name in MEASURED {
+        let mut running = after.iter().filter(|(_, (n, _))| *n == name).peekable();
+        if running.peek().is_none() {
+            // Not a local process (e.g. a service on another machine): nothing to report.
+            continue;
+        }
+        let seconds = running.fold(0.0, |sum, (pid, (_, used))| {
+            sum + used - before.get(pid).filter(|(n, _)| *n == name).map_or(0.0, |(_, u)| *u)
+        });
+        let ms = seconds * 1000.0 / edits as f64;
+        total += ms;
+        by_name.insert(name.to_string(), serde_json::json!((ms * 1000.0).round() / 1000.0));
+    }
+    by_name.insert("total".to_string(), serde_json::json!((total * 1000.0).round() / 1000.0));
+    serde_json::Value::Object(by_name)
 }
 
 /// Peak resident set size (VmHWM) of every local booking-svc, assign-svc and notify-svc

@@ -22,13 +22,7 @@ use tonic::Code;
 type Client = BookingServiceClient<platform::grpc::Channel>;
 
 async fn get(client: &mut Client, id: &str) -> pb::Booking {
-    client
-        .get_booking(pb::GetBookingRequest { booking_id: id.to_string() })
-        .await
-        .expect("get booking")
-        .into_inner()
-        .booking
-        .expect("booking")
+    support::stack::get_booking(client, id).await
 }
 
 async fn wait_status(client: &mut Client, id: &str, status: pb::BookingStatus, version: i64) -> pb::Booking {

@@ -188,13 +188,7 @@ async fn two_thousand_edits_with_assign_randomly_frozen_confirm_every_booking_an
 
     let mut totals = Totals::default();
     for id in ids.iter() {
-        let booking = client
-            .get_booking(pb::GetBookingRequest { booking_id: id.clone() })
-            .await
-            .expect("get booking")
-            .into_inner()
-            .booking
-            .expect("booking");
+        let booking = support::stack::get_booking(&mut client, id).await;
         let events = support::stack::history(&mut client, id).await;
         let deliveries = notify
             .list_deliveries(npb::ListDeliveriesRequest { booking_id: id.clone() })
@@ -473,13 +467,7 @@ async fn run_client(
             }
             Err(status) if status.code() == Code::Aborted => {
                 stats.aborted += 1;
-                let fresh = client
-                    .get_booking(pb::GetBookingRequest { booking_id: id.clone() })
-                    .await
-                    .expect("get booking")
-                    .into_inner()
-                    .booking
-                    .expect("booking");
+                let fresh = support::stack::get_booking(&mut client, id).await;
                 learn(&known, fresh);
             }
             Err(status) => stats.errors.push(format!("{id}: edit refused: {status:?}")),

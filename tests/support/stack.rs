@@ -293,6 +293,17 @@ pub fn edit_request(booking_id: &str) -> pb::EditBookingRequest {
     pb::EditBookingRequest { booking_id: booking_id.to_string(), ..Default::default() }
 }
 
+/// The booking as booking-svc answers it now.
+pub async fn get_booking(client: &mut BookingServiceClient<platform::grpc::Channel>, booking_id: &str) -> pb::Booking {
+    client
+        .get_booking(pb::GetBookingRequest { booking_id: booking_id.to_string() })
+        .await
+        .expect("get booking")
+        .into_inner()
+        .booking
+        .expect("booking")
+}
+
 /// The history of `booking_id` as `TYPE:version` strings.
 pub async fn history(
     client: &mut BookingServiceClient<platform::grpc::Channel>,

@@ -226,22 +226,23 @@ async fn one_command_stack_starts_from_nothing_and_confirms_a_grpcurl_create_and
     assert_eq!(edited["outcome"], "OUTCOME_CONFIRMED", "{edited}");
     assert_eq!(edited["booking"]["version"], "2");
 
-    let emails = support::eventually(Duration::from_secs(20), "two .eml files", || async {
-        let files: Vec<_> = std::fs::read_dir(mail.path())
+    // A file counts once its headers are written (the file transport creates it, then writes).
+    let mut kinds = support::eventually(Duration::from_secs(20), "two written .eml files", || async {
+        let files: Vec<std::fs::DirEntry> = std::fs::read_dir(mail.path())
             .map(|d| d.filter_map(|e| e.ok()).filter(|e| e.path().extension().is_some_and(|x| x == "eml")).collect())
             .unwrap_or_default();
-        (files.len() >= 2).then_some(files)
+        let kinds: Vec<String> = files
+            .iter()
+            .filter_map(|e| std::fs::read_to_string(e.path()).ok())
+            .filter_map(|text| {
+                text.lines()
+                    .find(|l| l.starts_with("X-Notification-Key:"))
+                    .map(|l| l.rsplit(':').nth(1).unwrap_or("").to_string())
+            })
+            .collect();
+        (kinds.len() >= 2).then_some(kinds)
     })
     .await;
-    let mut kinds: Vec<String> = emails
-        .iter()
-        .map(|e| std::fs::read_to_string(e.path()).unwrap_or_default())
-        .filter_map(|text| {
-            text.lines()
-                .find(|l| l.starts_with("X-Notification-Key:"))
-                .map(|l| l.rsplit(':').nth(1).unwrap_or("").to_string())
-        })
-        .collect();
     kinds.sort();
     assert_eq!(kinds, ["BOOKING_CONFIRMED", "MODIFICATION_CONFIRMED"]);
 

@@ -88,7 +88,7 @@ pub async fn insert_booking(db: &impl GenericClient, b: &Booking) -> Result<Prep
         .prepare_cached(concat!(
             "INSERT INTO booking.bookings (",
             booking_columns!(),
-            ", version_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $14)"
+            ", version_at) VALUES ($1, $2::text, $3, $4, $5, $6::int4, $7, $8::int4, $9::text, $10::text, $11::int8, $12, $13, $14, $14)"
         ))
         .await?;
     Ok(Prepared::new(
@@ -127,8 +127,8 @@ pub async fn apply_edit(
     let stmt = db
         .prepare_cached(
             "WITH updated AS ( \
-               UPDATE booking.bookings SET party_size = $2, start_time = $3, duration_s = $4, notes = $5, status = $6, \
-                 version = $7, table_ids = $8, updated_at = $9, version_at = $9 WHERE id = $1), \
+               UPDATE booking.bookings SET party_size = $2::int4, start_time = $3, duration_s = $4::int4, notes = $5::text, \
+                 status = $6::text, version = $7::int8, table_ids = $8, updated_at = $9, version_at = $9 WHERE id = $1), \
              superseded AS ( \
                UPDATE booking.reassign_jobs SET state = 'SUPERSEDED', closed_at = now(), lease_owner = NULL, lease_until = NULL \
                WHERE booking_id = $1 AND state = 'OPEN' AND version < $7), \
@@ -192,7 +192,7 @@ pub async fn confirm_inline(
         .prepare_cached(
             "WITH confirmed AS ( \
                UPDATE booking.bookings SET status = 'CONFIRMED', table_ids = $3, updated_at = $4 \
-               WHERE id = $1 AND version = $2 AND status = 'PENDING' \
+               WHERE id = $1 AND version = $2::int8 AND status = 'PENDING' \
                  AND NOT EXISTS (SELECT 1 FROM booking.reassign_jobs WHERE booking_id = $1 AND version = $2 AND recorded) \
                RETURNING id, version), \
              closed AS ( \
@@ -270,7 +270,7 @@ pub async fn set_status(
 ) -> Result<(Booking, SystemTime)> {
     let stmt = db
         .prepare_cached(concat!(
-            "UPDATE booking.bookings SET status = $2, table_ids = $3, updated_at = $4 WHERE id = $1 RETURNING ",
+            "UPDATE booking.bookings SET status = $2::text, table_ids = $3, updated_at = $4 WHERE id = $1 RETURNING ",
             booking_columns!(),
             ", version_at"
         ))
@@ -288,7 +288,7 @@ pub async fn set_status_statement(
     now: SystemTime,
 ) -> Result<Prepared> {
     let stmt = db
-        .prepare_cached("UPDATE booking.bookings SET status = $2, table_ids = $3, updated_at = $4 WHERE id = $1")
+        .prepare_cached("UPDATE booking.bookings SET status = $2::text, table_ids = $3, updated_at = $4 WHERE id = $1")
         .await?;
     Ok(Prepared::new(stmt, params![id, status.as_str(), table_ids.to_vec(), now]))
 }
@@ -299,7 +299,7 @@ pub async fn list_bookings(db: &impl GenericClient, q: &ListQuery) -> Result<Vec
         .prepare_cached(concat!(
             "SELECT ",
             booking_columns!(),
-            " FROM booking.bookings WHERE restaurant_id = $1 \
+            " FROM booking.bookings WHERE restaurant_id = $1::text \
              AND ($2::timestamptz IS NULL OR start_time >= $2) \
              AND ($3::timestamptz IS NULL OR start_time < $3) \
              AND ($4::text IS NULL OR status = $4) \
@@ -444,7 +444,7 @@ pub async fn insert_job(
 pub async fn close_open_jobs(db: &impl GenericClient, booking_id: Uuid, state: JobState) -> Result<u64> {
     let stmt = db
         .prepare_cached(
-            "UPDATE booking.reassign_jobs SET state = $2, closed_at = now(), lease_owner = NULL, lease_until = NULL \
+            "UPDATE booking.reassign_jobs SET state = $2::text, closed_at = now(), lease_owner = NULL, lease_until = NULL \
              WHERE booking_id = $1 AND state = 'OPEN'",
         )
         .await?;
@@ -486,7 +486,7 @@ pub async fn close_job_statement(
 ) -> Result<Prepared> {
     let stmt = db
         .prepare_cached(
-            "UPDATE booking.reassign_jobs SET state = $3, closed_at = now(), lease_owner = NULL, lease_until = NULL \
+            "UPDATE booking.reassign_jobs SET state = $3::text, closed_at = now(), lease_owner = NULL, lease_until = NULL \
              WHERE booking_id = $1 AND version = $2 AND state = 'OPEN'",
         )
         .await?;
@@ -497,7 +497,7 @@ pub async fn close_job_statement(
 pub async fn close_job(db: &impl GenericClient, booking_id: Uuid, version: i64, state: JobState) -> Result<bool> {
     let stmt = db
         .prepare_cached(
-            "UPDATE booking.reassign_jobs SET state = $3, closed_at = now(), lease_owner = NULL, lease_until = NULL \
+            "UPDATE booking.reassign_jobs SET state = $3::text, closed_at = now(), lease_owner = NULL, lease_until = NULL \
              WHERE booking_id = $1 AND version = $2 AND state = 'OPEN'",
         )
         .await?;

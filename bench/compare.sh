@@ -79,5 +79,8 @@ if cpu.get("total"):
     parts = "  ".join(f"{name} {ms:.2f}" for name, ms in sorted(cpu.items(), key=lambda kv: -kv[1]) if name != "total")
     cap = summary.get("cores", 1) * 1000 / cpu["total"]
     print(f"       CPU ms/edit: {parts}  (total {cpu['total']:.2f}: at most {cap:.0f} edits/s on {summary.get('cores', 1)} cores)")
+rss = summary.get("peak_rss_mib", {})
+if rss:
+    print("       peak RSS MiB: " + "  ".join(f"{name} {mib:.1f}" for name, mib in sorted(rss.items())))
 EOF
 done

@@ -170,6 +170,7 @@ async fn one_command_stack_starts_from_nothing_and_confirms_a_grpcurl_create_and
         .kill_on_drop(true)
         .spawn()
         .expect("start booking-stack");
+    let _stop = StopOnDrop(stack.id());
     let stderr = stack.stderr.take().expect("stderr");
     let said = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
     let said_writer = said.clone();
@@ -251,6 +252,30 @@ async fn one_command_stack_starts_from_nothing_and_confirms_a_grpcurl_create_and
     let status = tokio::time::timeout(Duration::from_secs(30), stack.wait()).await.expect("stack stops").expect("wait");
     assert!(status.success(), "{}", said.lock().expect("log"));
     assert!(said.lock().expect("log").contains("removing the private PostgreSQL cluster"));
+}
+
+/// Stops a booking-stack with SIGTERM when a test ends early (it then stops its services and
+/// removes its private cluster; the SIGKILL of `kill_on_drop` would leave them running).
+struct StopOnDrop(Option<u32>);
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        let Some(pid) = self.0 else { return };
+        let running = || {
+            std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .is_ok_and(|stat| stat.rsplit(')').next().and_then(|rest| rest.split_whitespace().next()) != Some("Z"))
+        };
+        if !running() {
+            return;
+        }
+        let _ = std::process::Command::new("kill").args(["-TERM", &pid.to_string()]).status();
+        for _ in 0..200 {
+            if !running() {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    }
 }
 
 /// Spans of `trace` and their names per service, for failure messages.

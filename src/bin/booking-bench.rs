@@ -258,6 +258,7 @@ async fn main() -> anyhow::Result<()> {
     measuring.store(true, Ordering::Relaxed);
     let started = Instant::now();
     let cpu_before = cpu_seconds_by_process();
+    warn_about_other_copies(&cpu_before);
     let mut last = 0;
     while started.elapsed() < args.duration {
         tokio::time::sleep(Duration::from_secs(1).min(args.duration.saturating_sub(started.elapsed()))).await;
@@ -395,6 +396,19 @@ fn cpu_seconds_by_process() -> BTreeMap<u32, (&'static str, f64)> {
         usage.insert(pid, (name, (ticks(11) + ticks(12)) as f64 / TICKS_PER_SECOND));
     }
     usage
+}
+
+/// Says so when a service runs more than once on this machine (say, left over from another
+/// run): the CPU and RSS figures, read by process name, then cover every copy.
+fn warn_about_other_copies(usage: &BTreeMap<u32, (&'static str, f64)>) {
+    for name in ["booking-svc", "assign-svc", "notify-svc"] {
+        let copies = usage.values().filter(|(n, _)| *n == name).count();
+        if copies > 1 {
+            eprintln!(
+                "booking-bench: warning: {copies} {name} processes run here; CPU and RSS figures cover all of them"
+            );
+        }
+    }
 }
 
 /// CPU milliseconds per measured edit by process name, and their total, between two

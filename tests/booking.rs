@@ -246,6 +246,9 @@ async fn suppressed_no_op_and_replayed_requests_send_nothing() {
     waiting.suppress_emails = true;
     let pending = client.edit_booking(waiting).await.expect("edit").into_inner();
     assert_eq!(pending.outcome, pb::Outcome::Pending as i32);
+    // The blocker's confirmation goes out first: once it is cancelled, an unsent
+    // confirmation of its older version would be dropped (only current versions are mailed).
+    stack.wait_for_mail(&_blocker.id, "BOOKING_CONFIRMED", 1).await;
     client
         .cancel_booking(pb::CancelBookingRequest {
             booking_id: _blocker.id.clone(),
@@ -472,6 +475,9 @@ async fn cancel_releases_the_tables_mails_once_and_refuses_later_edits() {
     let mut client = stack.booking();
     let booking = create_confirmed(&mut client, slot(1, 19), 4).await;
     let id = booking.id.clone();
+    // The guest gets the confirmation before cancelling (a confirmation still unsent when the
+    // booking is cancelled is dropped, by design).
+    stack.wait_for_mail(&id, "BOOKING_CONFIRMED", 1).await;
 
     let cancel =
         pb::CancelBookingRequest { booking_id: id.clone(), idempotency_key: "cancel-1".into(), ..Default::default() };

@@ -1,6 +1,10 @@
 //! All of booking-svc's SQL: one function per query, each with a cached prepared
 //! statement, mapping rows to domain types. Transactions are opened by the callers (the
 //! flow and the workers), never here, and nothing here calls another service.
+//!
+//! Columns with a domain type (migration V3) get their parameters cast to the domain's base
+//! type (`$2::int4`), so a statement binds plain Rust values: the client would otherwise be
+//! asked for the domain type itself.
 
 use crate::domain::{
     Booking, BookingStatus, EmailKind, Event, emails::EmailPayload, paging::ListQuery, reassign::JobState,

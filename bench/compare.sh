@@ -68,9 +68,11 @@ for round in $(seq "$ROUNDS"); do
     json=$("$BIN/booking-bench" --concurrency "$CLIENTS" --duration 10s --json "$@" 2>/dev/null | tail -1)
     simple=$(tps)
     prepared=$(tps -M prepared)
-    python3 - "$round" "$json" "$simple" "$prepared" <<'EOF'
+    python3 - "$round" "$json" "$simple" "$prepared" "$mail/rounds.jsonl" <<'EOF'
 import json, sys
 round_, summary, simple, prepared = sys.argv[1], json.loads(sys.argv[2]), float(sys.argv[3]), float(sys.argv[4])
+with open(sys.argv[5], "a") as rounds:
+    rounds.write(json.dumps({"summary": summary, "simple": simple, "prepared": prepared}) + "\n")
 eps = summary["edits_per_sec"]
 print(f"{round_:<6} {eps:9.0f} {summary['p50_ms']:7.1f} {summary['p99_ms']:7.1f} {simple:13.0f} {prepared:15.0f} "
       f"{eps / simple:8.3f} {eps / prepared:8.3f}")
@@ -84,3 +86,31 @@ if rss:
     print("       peak RSS MiB: " + "  ".join(f"{name} {mib:.1f}" for name, mib in sorted(rss.items())))
 EOF
 done
+
+# The rounds together: medians, and each target of the benchmark read against them
+# (figures to read, not a gate: this script fails only when it cannot measure).
+python3 - "$mail/rounds.jsonl" <<'EOF'
+import json, statistics, sys
+rounds = [json.loads(line) for line in open(sys.argv[1])]
+med = statistics.median
+eps = [r["summary"]["edits_per_sec"] for r in rounds]
+p99 = [r["summary"]["p99_ms"] for r in rounds]
+ratio_s = med([r["summary"]["edits_per_sec"] / r["simple"] for r in rounds])
+ratio_p = med([r["summary"]["edits_per_sec"] / r["prepared"] for r in rounds])
+rss = {}
+for r in rounds:
+    for name, mib in r["summary"].get("peak_rss_mib", {}).items():
+        rss[name] = max(rss.get(name, 0.0), mib)
+errors = sum(r["summary"].get("errors", 0) for r in rounds)
+n = len(rounds)
+verdict = lambda ok: "met" if ok else "NOT met"
+print(f"\nmedian of {n} round(s) at 16 clients: {med(eps):.0f} edits/s; pgbench tpcb-like "
+      f"{med([r['simple'] for r in rounds]):.0f} TPS (simple), {med([r['prepared'] for r in rounds]):.0f} TPS "
+      f"(-M prepared); p99 {med(p99):.1f} ms; errors {errors}")
+print(f"  target edits/s >= 0.25 x pgbench TPS: {ratio_s:.3f} of simple ({verdict(ratio_s >= 0.25)}), "
+      f"{ratio_p:.3f} of -M prepared ({verdict(ratio_p >= 0.25)})")
+print(f"  target p99 < 25 ms: {med(p99):.1f} ms ({verdict(med(p99) < 25)}; under 25 in {sum(v < 25 for v in p99)} of {n})")
+if rss:
+    listed = ", ".join(f"{name} {mib:.1f}" for name, mib in sorted(rss.items()))
+    print(f"  target peak RSS < 60 MiB per service: {listed} MiB ({verdict(max(rss.values()) < 60)})")
+EOF

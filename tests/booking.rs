@@ -270,6 +270,54 @@ async fn suppressed_no_op_and_replayed_requests_send_nothing() {
 }
 
 #[tokio::test]
+async fn a_retry_made_after_the_start_time_passed_is_answered_as_first_answered() {
+    let stack = Stack::start(Options { tables: vec![("t1", 4), ("t2", 4)], ..Default::default() }).await;
+    let mut client = stack.booking();
+    let soon = std::time::SystemTime::now() + Duration::from_secs(2);
+
+    // A create and an edit, each with its key, for a start time a moment away.
+    let mut create = create_request(soon, 2);
+    create.idempotency_key = "create-soon".into();
+    let created = client.create_booking(create.clone()).await.expect("create").into_inner();
+    let created_booking = created.booking.expect("booking");
+    let other = create_confirmed(&mut client, slot(1, 19), 2).await;
+    let mut edit = edit_request(&other.id);
+    edit.start_time = Some(timestamp(soon));
+    edit.idempotency_key = "edit-soon".into();
+    let edited = client.edit_booking(edit.clone()).await.expect("edit").into_inner();
+    let edited_booking = edited.booking.expect("booking");
+    assert_eq!(edited_booking.version, 2);
+
+    // Their answers were lost; the retries come after the start time has passed.
+    tokio::time::sleep_until((Instant::now() + Duration::from_millis(2_500)).into()).await;
+    let create_retry = client.create_booking(create.clone()).await.expect("create retry").into_inner();
+    assert_eq!(create_retry.outcome, pb::Outcome::Unchanged as i32);
+    assert_eq!(create_retry.booking.as_ref(), Some(&created_booking), "answered as first answered");
+    let edit_retry = client.edit_booking(edit.clone()).await.expect("edit retry").into_inner();
+    assert_eq!(edit_retry.outcome, pb::Outcome::Unchanged as i32);
+    assert_eq!(edit_retry.booking.as_ref(), Some(&edited_booking), "answered as first answered");
+    assert_eq!(get(&mut client, &other.id).await.version, 2);
+
+    // The same requests under unused keys are new requests, and invalid now.
+    let mut fresh = create.clone();
+    fresh.idempotency_key = "create-late".into();
+    let refused = client.create_booking(fresh).await.expect_err("a new create in the past");
+    assert_eq!(refused.code(), Code::InvalidArgument);
+    assert_eq!(violated_fields(&refused), vec!["start_time"]);
+    let mut fresh_edit = edit.clone();
+    fresh_edit.idempotency_key = "edit-late".into();
+    let refused = client.edit_booking(fresh_edit).await.expect_err("a new edit into the past");
+    assert_eq!(refused.code(), Code::InvalidArgument);
+    assert_eq!(violated_fields(&refused), vec!["start_time"]);
+    // And a used key with other parameters is still refused as reused.
+    let mut reused = create;
+    reused.party_size = 3;
+    let refused = client.create_booking(reused).await.expect_err("same key, other parameters");
+    assert_eq!(refused.code(), Code::FailedPrecondition);
+    assert_eq!(get(&mut client, &other.id).await.version, 2, "nothing changed");
+}
+
+#[tokio::test]
 async fn postgres_restarted_mid_flow_loses_no_edit_and_mails_nothing_twice() {
     // A private cluster, so that stopping PostgreSQL disturbs no other test.
     let mut cluster = tokio::task::spawn_blocking(|| platform::local_pg::LocalCluster::start(0))

@@ -47,7 +47,21 @@ impl BookingService for Api {
         request: Request<pb::CreateBookingRequest>,
     ) -> Result<Response<pb::CreateBookingResponse>, Status> {
         let deadline = caller_deadline(request.metadata());
-        let parsed = parse_create(request.into_inner(), SystemTime::now())?;
+        let request = request.into_inner();
+        let parsed = match parse_create(request.clone(), SystemTime::now()) {
+            Ok(parsed) => parsed,
+            Err(invalid) => {
+                // A retry of a request made while it was valid (its start time has passed
+                // since) is answered as it was first answered, like every retry with its key.
+                if let Ok(retry) = parse_create(request, SystemTime::UNIX_EPOCH)
+                    && let Some(answer) = self.flow.replay_create(&retry).await?
+                {
+                    let (booking, outcome, inline_attempt) = encode_answer(answer);
+                    return Ok(Response::new(pb::CreateBookingResponse { booking, outcome, inline_attempt }));
+                }
+                return Err(invalid);
+            }
+        };
         let answer = self.flow.create(parsed, deadline).await?;
         let (booking, outcome, inline_attempt) = encode_answer(answer);
         Ok(Response::new(pb::CreateBookingResponse { booking, outcome, inline_attempt }))
@@ -58,7 +72,21 @@ impl BookingService for Api {
         request: Request<pb::EditBookingRequest>,
     ) -> Result<Response<pb::EditBookingResponse>, Status> {
         let deadline = caller_deadline(request.metadata());
-        let parsed = parse_edit(request.into_inner(), SystemTime::now())?;
+        let request = request.into_inner();
+        let parsed = match parse_edit(request.clone(), SystemTime::now()) {
+            Ok(parsed) => parsed,
+            Err(invalid) => {
+                // As for a create: a retry whose new start time has passed since is answered
+                // as first answered.
+                if let Ok(retry) = parse_edit(request, SystemTime::UNIX_EPOCH)
+                    && let Some(answer) = self.flow.replay_edit(&retry).await?
+                {
+                    let (booking, outcome, inline_attempt) = encode_answer(answer);
+                    return Ok(Response::new(pb::EditBookingResponse { booking, outcome, inline_attempt }));
+                }
+                return Err(invalid);
+            }
+        };
         let answer = self.flow.edit(parsed, deadline).await?;
         let (booking, outcome, inline_attempt) = encode_answer(answer);
         Ok(Response::new(pb::EditBookingResponse { booking, outcome, inline_attempt }))

@@ -301,6 +301,33 @@ impl Flow {
         inline_deadline(self.inline.timeout, remaining, self.inline.margin.max(apply_took * 2))
     }
 
+    /// The first answer to a create whose idempotency key was used before, if it was; reads
+    /// only. For a retry that is no longer valid as a new request (its start time has passed
+    /// since it was first made): the first answer still stands.
+    pub async fn replay_create(&self, request: &NewBooking) -> Result<Option<Answer>> {
+        self.replay_if_used(CREATE, request.idempotency_key.as_ref(), &request.fingerprint()).await
+    }
+
+    /// The first answer to an edit whose idempotency key was used before, if it was (as
+    /// [`Flow::replay_create`]).
+    pub async fn replay_edit(&self, request: &EditRequest) -> Result<Option<Answer>> {
+        self.replay_if_used(EDIT, request.idempotency_key.as_ref(), &request.fingerprint()).await
+    }
+
+    async fn replay_if_used(
+        &self,
+        rpc: &str,
+        key: Option<&IdempotencyKey>,
+        fingerprint: &str,
+    ) -> Result<Option<Answer>> {
+        let Some(key) = key else { return Ok(None) };
+        let client = self.db.client().await?;
+        match store::key_use(&client, rpc, key.as_str()).await? {
+            Some(used) => self.replay(&client, used, fingerprint).await.map(Some),
+            None => Ok(None),
+        }
+    }
+
     /// The answer to a request whose idempotency key was used before.
     async fn replay(&self, db: &impl GenericClient, used: store::KeyUse, fingerprint: &str) -> Result<Answer> {
         if used.fingerprint != fingerprint {

@@ -396,10 +396,18 @@ pub async fn claim_key(
     if db.execute(&insert, &[&rpc, &key, &fingerprint, &booking_id]).await? == 1 {
         return Ok(None);
     }
+    match key_use(db, rpc, key).await? {
+        Some(used) => Ok(Some(used)),
+        None => Err(Error::corrupt(format!("idempotency key {rpc}/{key} neither claimed nor found"))),
+    }
+}
+
+/// What `key` was used for, if it was (reads only).
+pub async fn key_use(db: &impl GenericClient, rpc: &str, key: &str) -> Result<Option<KeyUse>> {
     let select = db
         .prepare_cached("SELECT fingerprint, booking_id, response FROM booking.idempotency WHERE rpc = $1 AND key = $2")
         .await?;
-    let row = db.query_one(&select, &[&rpc, &key]).await?;
+    let Some(row) = db.query_opt(&select, &[&rpc, &key]).await? else { return Ok(None) };
     Ok(Some(KeyUse { fingerprint: row.try_get(0)?, booking_id: row.try_get(1)?, response: row.try_get(2)? }))
 }
 

@@ -12,7 +12,7 @@ use crate::domain::{
 use crate::error::Error;
 use deadpool_postgres::GenericClient;
 use platform::{db::Prepared, params};
-use serde_json::Value;
+use serde_json::{Value, json};
 use std::{
     collections::HashMap,
     time::{Duration, SystemTime},
@@ -139,12 +139,10 @@ pub async fn apply_edit(
              job AS ( \
                INSERT INTO booking.reassign_jobs (booking_id, version, state, due_at, recorded, suppress_emails, trace_context) \
                VALUES ($1, $7, 'OPEN', now() + $10::float8 * interval '1 second', false, $11, $12)) \
-             INSERT INTO booking.history (booking_id, type, version, detail) \
-             SELECT $1, t, v, d FROM unnest($13::text[], $14::bigint[], $15::jsonb[]) WITH ORDINALITY AS x(t, v, d, n) \
-             ORDER BY n",
+             INSERT INTO booking.history (booking_id, type, version, detail, later) VALUES ($1, $13, $14, $15, $16)",
         )
         .await?;
-    let (types, versions, details) = event_columns(events);
+    let (kind, version, detail, later) = history_row(events)?;
     Ok(Prepared::new(
         stmt,
         params![
@@ -160,9 +158,10 @@ pub async fn apply_edit(
             secs(due_in),
             suppress_emails,
             carrier_json(carrier),
-            types,
-            versions,
-            details,
+            kind,
+            version,
+            detail,
+            later,
         ],
     ))
 }
@@ -207,17 +206,15 @@ pub async fn confirm_inline(
                SELECT id, version, $8::text, $9::jsonb, $10::jsonb FROM confirmed WHERE $8::text IS NOT NULL \
                ON CONFLICT (booking_id, kind, version) DO NOTHING RETURNING booking_id), \
              events AS ( \
-               INSERT INTO booking.history (booking_id, type, version, detail) \
-               SELECT $1, t, v, d FROM ( \
-                 SELECT t, v, d, n FROM unnest($5::text[], $6::bigint[], $7::jsonb[]) WITH ORDINALITY AS x(t, v, d, n) \
-                 WHERE EXISTS (SELECT 1 FROM confirmed) \
-                 UNION ALL \
-                 SELECT $11::text, $2::bigint, $12::jsonb, 2147483647::bigint FROM queued) e \
-               ORDER BY n) \
+               INSERT INTO booking.history (booking_id, type, version, detail, later) \
+               SELECT $1, $5::text, $6::int8, $7::jsonb, $13::jsonb || COALESCE( \
+                 (SELECT jsonb_agg(jsonb_build_object('type', $11::text, 'version', $2::bigint, 'detail', $12::jsonb)) \
+                  FROM queued), '[]') \
+               FROM confirmed) \
              SELECT count(*) FROM confirmed",
         )
         .await?;
-    let (types, versions, details) = event_columns(events);
+    let (first_kind, first_version, first_detail, later) = history_row(events)?;
     let (kind, payload, queued_type, queued_detail) = match email {
         Some((kind, payload, event)) => (
             Some(kind.as_str()),
@@ -234,14 +231,15 @@ pub async fn confirm_inline(
             version,
             table_ids.to_vec(),
             now,
-            types,
-            versions,
-            details,
+            first_kind,
+            first_version,
+            first_detail,
             kind,
             payload,
             carrier_json(carrier),
             queued_type,
             queued_detail,
+            later,
         ],
     ))
 }
@@ -254,13 +252,13 @@ pub fn confirmed_inline(rows: &[Row]) -> Result<bool> {
     }
 }
 
-/// The history columns of `events`, for `unnest`.
-fn event_columns(events: &[Event]) -> (Vec<&'static str>, Vec<i64>, Vec<Value>) {
-    (
-        events.iter().map(|e| e.kind.as_str()).collect(),
-        events.iter().map(|e| e.version).collect(),
-        events.iter().map(|e| e.detail.clone()).collect(),
-    )
+/// The history row of `events` (at least one) written together: the first event's type,
+/// version and detail, and the events after it, in order, as `later`.
+fn history_row(events: &[Event]) -> Result<(&'static str, i64, Value, Value)> {
+    let (first, rest) = events.split_first().ok_or_else(|| Error::corrupt("a history row without an event"))?;
+    let later =
+        rest.iter().map(|e| json!({ "type": e.kind.as_str(), "version": e.version, "detail": e.detail })).collect();
+    Ok((first.kind.as_str(), first.version, first.detail.clone(), Value::Array(later)))
 }
 
 /// Sets status and tables of the current version (confirm or cancel); returns the
@@ -333,17 +331,16 @@ pub async fn append_history(db: &impl GenericClient, booking_id: Uuid, events: &
     Ok(())
 }
 
-/// The statement appending `events` (at least one) to a booking's history, in order.
+/// The statement appending `events` (at least one) to a booking's history, in order (one
+/// row: see [`history_row`]).
 pub async fn history_statement(db: &impl GenericClient, booking_id: Uuid, events: &[Event]) -> Result<Prepared> {
     let stmt = db
         .prepare_cached(
-            "INSERT INTO booking.history (booking_id, type, version, detail) \
-             SELECT $1, t, v, d FROM unnest($2::text[], $3::bigint[], $4::jsonb[]) WITH ORDINALITY AS x(t, v, d, n) \
-             ORDER BY n",
+            "INSERT INTO booking.history (booking_id, type, version, detail, later) VALUES ($1, $2, $3, $4, $5)",
         )
         .await?;
-    let (types, versions, details) = event_columns(events);
-    Ok(Prepared::new(stmt, params![booking_id, types, versions, details]))
+    let (kind, version, detail, later) = history_row(events)?;
+    Ok(Prepared::new(stmt, params![booking_id, kind, version, detail, later]))
 }
 
 /// A stored history event.
@@ -354,17 +351,39 @@ pub struct StoredEvent {
     pub detail: Value,
 }
 
-/// A booking's history, oldest first.
+/// A booking's history, oldest first (the events of each row in the order written).
 pub async fn history(db: &impl GenericClient, booking_id: Uuid) -> Result<Vec<StoredEvent>> {
     let stmt = db
-        .prepare_cached("SELECT at, type, version, detail FROM booking.history WHERE booking_id = $1 ORDER BY id")
+        .prepare_cached(
+            "SELECT at, type, version, detail, later FROM booking.history WHERE booking_id = $1 ORDER BY id",
+        )
         .await?;
     let rows = db.query(&stmt, &[&booking_id]).await?;
-    rows.iter()
-        .map(|r| {
-            Ok(StoredEvent { at: r.try_get(0)?, kind: r.try_get(1)?, version: r.try_get(2)?, detail: r.try_get(3)? })
-        })
-        .collect()
+    let mut events = Vec::with_capacity(rows.len());
+    for r in &rows {
+        let at: SystemTime = r.try_get(0)?;
+        events.push(StoredEvent { at, kind: r.try_get(1)?, version: r.try_get(2)?, detail: r.try_get(3)? });
+        let later: Value = r.try_get(4)?;
+        for event in later.as_array().ok_or_else(|| Error::corrupt("history: later is not an array"))? {
+            events.push(later_event(at, event)?);
+        }
+    }
+    Ok(events)
+}
+
+/// One of a history row's later events.
+fn later_event(at: SystemTime, event: &Value) -> Result<StoredEvent> {
+    let kind = event.get("type").and_then(Value::as_str);
+    let version = event.get("version").and_then(Value::as_i64);
+    match (kind, version) {
+        (Some(kind), Some(version)) => Ok(StoredEvent {
+            at,
+            kind: kind.to_string(),
+            version,
+            detail: event.get("detail").cloned().unwrap_or_else(|| json!({})),
+        }),
+        _ => Err(Error::corrupt(format!("history: malformed later event {event}"))),
+    }
 }
 
 // ---------------------------------------------------------------- idempotency
@@ -918,3 +937,38 @@ pub const OUTBOX_CHANNEL: &str = "booking_outbox";
 pub const REASSIGN_CHANNEL: &str = "booking_reassign";
 /// Channel woken when a release task is written.
 pub const RELEASE_CHANNEL: &str = "booking_release";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::EventType;
+
+    #[test]
+    fn events_written_together_read_back_in_order_from_one_row() {
+        let events = [
+            Event::new(EventType::InlineAttempt, 3, json!({ "result": "ASSIGNED" })),
+            Event::new(EventType::Confirmed, 3, json!({ "table_ids": ["t1"] })),
+            Event::new(EventType::EmailQueued, 3, json!({ "kind": "MODIFICATION_CONFIRMED" })),
+        ];
+        let (kind, version, detail, later) = history_row(&events).expect("row");
+        assert_eq!((kind, version, &detail), ("INLINE_ATTEMPT", 3, &events[0].detail));
+        let at = SystemTime::UNIX_EPOCH;
+        let read: Vec<(String, i64, Value)> = later
+            .as_array()
+            .expect("array")
+            .iter()
+            .map(|e| later_event(at, e).map(|e| (e.kind, e.version, e.detail)).expect("event"))
+            .collect();
+        let expected: Vec<(String, i64, Value)> =
+            events[1..].iter().map(|e| (e.kind.as_str().to_string(), e.version, e.detail.clone())).collect();
+        assert_eq!(read, expected);
+    }
+
+    #[test]
+    fn a_single_event_has_nothing_later_and_no_event_is_no_row() {
+        let (_, _, _, later) = history_row(&[Event::new(EventType::Edited, 2, json!({}))]).expect("row");
+        assert_eq!(later, json!([]));
+        assert!(history_row(&[]).is_err());
+        assert!(later_event(SystemTime::UNIX_EPOCH, &json!({ "type": "EDITED" })).is_err(), "version missing");
+    }
+}

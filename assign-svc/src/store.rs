@@ -702,7 +702,7 @@ pub async fn assignment_of(client: &ClientWrapper, booking_id: BookingId) -> Res
     }
 }
 
-/// The live (not yet ended) assignments of a restaurant.
+/// The live (not yet ended) assignments of a restaurant, found by their reservations.
 #[tracing::instrument(level = "debug", skip_all)]
 pub async fn live_assignments(
     tx: &Transaction<'_>,
@@ -710,8 +710,10 @@ pub async fn live_assignments(
 ) -> Result<Vec<LiveAssignment>, Error> {
     let statement = tx
         .prepare_cached(
-            "SELECT booking_id, party_size, table_ids FROM assign.bookings \
-             WHERE restaurant_id = $1 AND assigned_version IS NOT NULL AND upper(during) > now()",
+            "SELECT b.booking_id, b.party_size, b.table_ids FROM assign.bookings b \
+             WHERE b.assigned_version IS NOT NULL AND b.booking_id IN ( \
+               SELECT r.booking_id FROM assign.reservations r \
+               WHERE r.restaurant_id = $1 AND r.during && tstzrange(now(), NULL))",
         )
         .await?;
     let rows = tx.query(&statement, &[&restaurant_id.as_str()]).await?;

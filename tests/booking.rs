@@ -318,6 +318,36 @@ async fn a_retry_made_after_the_start_time_passed_is_answered_as_first_answered(
 }
 
 #[tokio::test]
+async fn an_idempotency_key_answers_its_first_result_for_its_retention_then_is_forgotten() {
+    let options = Options { tables: vec![("t1", 4), ("t2", 4)], idempotency_retention_s: 2, ..Default::default() };
+    let stack = Stack::start(options).await;
+    let mut client = stack.booking();
+    let mut create = create_request(slot(1, 19), 2);
+    create.suppress_emails = true;
+    create.idempotency_key = "create-kept".into();
+    let first = client.create_booking(create.clone()).await.expect("create").into_inner().booking.expect("booking");
+
+    // Within the retention the key answers the first booking and creates nothing.
+    let replay = client.create_booking(create.clone()).await.expect("replay").into_inner();
+    assert_eq!(replay.outcome, pb::Outcome::Unchanged as i32);
+    assert_eq!(replay.booking.as_ref(), Some(&first));
+
+    // Once purged, the same request is a new one: a second booking, which the key then keeps.
+    let second = eventually(Duration::from_secs(15), "the key purged after its retention", || {
+        let (mut client, create, first_id) = (client.clone(), create.clone(), first.id.clone());
+        async move {
+            let answer = client.create_booking(create).await.expect("create").into_inner();
+            answer.booking.filter(|b| b.id != first_id)
+        }
+    })
+    .await;
+    let replay = client.create_booking(create).await.expect("replay").into_inner();
+    assert_eq!(replay.outcome, pb::Outcome::Unchanged as i32);
+    assert_eq!(replay.booking.as_ref(), Some(&second));
+    assert_eq!(get(&mut client, &first.id).await.version, 1, "the first booking is untouched");
+}
+
+#[tokio::test]
 async fn postgres_restarted_mid_flow_loses_no_edit_and_mails_nothing_twice() {
     // A private cluster, so that stopping PostgreSQL disturbs no other test.
     let mut cluster = tokio::task::spawn_blocking(|| platform::local_pg::LocalCluster::start(0))

@@ -9,6 +9,7 @@ mod error;
 mod flow;
 mod metrics;
 mod outbox;
+mod purge;
 mod reassign;
 mod release;
 mod settings;
@@ -97,6 +98,8 @@ pub async fn run(settings: Settings, listener: TcpListener, shutdown: Cancellati
         crash,
     );
 
+    let purge = purge::KeyPurge::new(database.clone(), settings.idempotency_retention());
+
     let server = GrpcServer::new((&common).into());
     let limits = server.limits();
     let api = api::Api::new(flow);
@@ -106,7 +109,8 @@ pub async fn run(settings: Settings, listener: TcpListener, shutdown: Cancellati
         tokio::join!(
             outbox.run(worker_shutdown.clone()),
             dispatcher.run(worker_shutdown.clone()),
-            release.run(worker_shutdown),
+            release.run(worker_shutdown.clone()),
+            purge.run(worker_shutdown),
         );
     };
     let parts = ServiceParts { server, database, schema: SCHEMA, migrations: embedded::migrations::runner, workers };

@@ -30,6 +30,12 @@ pub struct Settings {
     #[arg(long = "inline-assign", env = "INLINE_ASSIGN", value_name = "INLINE_ASSIGN", default_value = "true", value_parser = parse_bool, action = clap::ArgAction::Set)]
     pub inline_assign: bool,
 
+    /// How long an idempotency key answers its first result, in seconds; older keys are
+    /// purged (a request repeating one after that is a new request).
+    #[arg(long = "idempotency-retention-s", env = "IDEMPOTENCY_RETENTION_S", value_name = "IDEMPOTENCY_RETENTION_S", default_value_t = 604_800,
+          value_parser = clap::value_parser!(u64).range(1..=315_360_000))]
+    pub idempotency_retention_s: u64,
+
     /// Longest wait for the inline assignment, in milliseconds.
     #[arg(long = "inline-assign-timeout-ms", env = "INLINE_ASSIGN_TIMEOUT_MS", value_name = "INLINE_ASSIGN_TIMEOUT_MS", default_value_t = 800,
           value_parser = clap::value_parser!(u64).range(1..=60_000))]
@@ -99,6 +105,11 @@ impl Settings {
         settings.assign_url = assign_url.to_string();
         settings.notify_url = notify_url.to_string();
         settings
+    }
+
+    /// How long an idempotency key answers its first result.
+    pub fn idempotency_retention(&self) -> Duration {
+        Duration::from_secs(self.idempotency_retention_s)
     }
 
     /// Longest wait for the inline assignment.

@@ -430,6 +430,19 @@ pub async fn key_use(db: &impl GenericClient, rpc: &str, key: &str) -> Result<Op
     Ok(Some(KeyUse { fingerprint: row.try_get(0)?, booking_id: row.try_get(1)?, response: row.try_get(2)? }))
 }
 
+/// Deletes up to `limit` idempotency keys older than `retention`, oldest first; returns how
+/// many.
+pub async fn purge_keys(db: &impl GenericClient, retention: Duration, limit: i64) -> Result<u64> {
+    let stmt = db
+        .prepare_cached(
+            "DELETE FROM booking.idempotency WHERE (rpc, key) IN ( \
+               SELECT rpc, key FROM booking.idempotency \
+               WHERE created_at < now() - $1::float8 * interval '1 second' ORDER BY created_at LIMIT $2)",
+        )
+        .await?;
+    Ok(db.execute(&stmt, &[&secs(retention), &limit]).await?)
+}
+
 /// Stores the answer given for a key.
 pub async fn save_key_response(db: &impl GenericClient, rpc: &str, key: &str, response: &Value) -> Result<()> {
     key_response_statement(db, rpc, key, response).await?.query(db).await?;

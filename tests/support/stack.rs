@@ -58,6 +58,8 @@ pub struct Options {
     pub inline_assign: bool,
     /// INLINE_ASSIGN_TIMEOUT_MS.
     pub inline_timeout_ms: u64,
+    /// IDEMPOTENCY_RETENTION_S.
+    pub idempotency_retention_s: u64,
     /// The PostgreSQL server to create the test's database on (its admin URL), instead of
     /// the shared local one: a private cluster that the test may stop and restart.
     pub database_server: Option<String>,
@@ -71,6 +73,7 @@ impl Default for Options {
             booking_in_process: true,
             inline_assign: true,
             inline_timeout_ms: 800,
+            idempotency_retention_s: 604_800,
             database_server: None,
         }
     }
@@ -127,6 +130,7 @@ impl Stack {
         let mut s = booking_svc::Settings::for_database(&self.db.url, &self.assign.url(), &self.notify.url);
         s.inline_assign = self.options.inline_assign;
         s.inline_assign_timeout_ms = self.options.inline_timeout_ms;
+        s.idempotency_retention_s = self.options.idempotency_retention_s;
         s.inline_record_grace_ms = 300;
         s.worker_lease_ms = 3_000;
         s.worker_backoff_base_ms = 50;
@@ -146,6 +150,7 @@ impl Stack {
             ("INLINE_ASSIGN".into(), s.inline_assign.to_string()),
             ("INLINE_ASSIGN_TIMEOUT_MS".into(), s.inline_assign_timeout_ms.to_string()),
             ("INLINE_RECORD_GRACE_MS".into(), s.inline_record_grace_ms.to_string()),
+            ("IDEMPOTENCY_RETENTION_S".into(), s.idempotency_retention_s.to_string()),
             ("WORKER_LEASE_MS".into(), s.worker_lease_ms.to_string()),
             ("WORKER_BACKOFF_BASE_MS".into(), s.worker_backoff_base_ms.to_string()),
             ("WORKER_BACKOFF_MAX_MS".into(), s.worker_backoff_max_ms.to_string()),

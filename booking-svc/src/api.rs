@@ -48,12 +48,14 @@ impl BookingService for Api {
     ) -> Result<Response<pb::CreateBookingResponse>, Status> {
         let deadline = caller_deadline(request.metadata());
         let request = request.into_inner();
-        let parsed = match parse_create(request.clone(), SystemTime::now()) {
+        // Kept only when the request has a key: then it may be a retry (below).
+        let keyed = (!request.idempotency_key.is_empty()).then(|| request.clone());
+        let parsed = match parse_create(request, SystemTime::now()) {
             Ok(parsed) => parsed,
             Err(invalid) => {
                 // A retry of a request made while it was valid (its start time has passed
                 // since) is answered as it was first answered, like every retry with its key.
-                if let Ok(retry) = parse_create(request, SystemTime::UNIX_EPOCH)
+                if let Some(retry) = keyed.and_then(|r| parse_create(r, SystemTime::UNIX_EPOCH).ok())
                     && let Some(answer) = self.flow.replay_create(&retry).await?
                 {
                     let (booking, outcome, inline_attempt) = encode_answer(answer);
@@ -73,12 +75,14 @@ impl BookingService for Api {
     ) -> Result<Response<pb::EditBookingResponse>, Status> {
         let deadline = caller_deadline(request.metadata());
         let request = request.into_inner();
-        let parsed = match parse_edit(request.clone(), SystemTime::now()) {
+        // Kept only when the request has a key: then it may be a retry (below).
+        let keyed = (!request.idempotency_key.is_empty()).then(|| request.clone());
+        let parsed = match parse_edit(request, SystemTime::now()) {
             Ok(parsed) => parsed,
             Err(invalid) => {
                 // As for a create: a retry whose new start time has passed since is answered
                 // as first answered.
-                if let Ok(retry) = parse_edit(request, SystemTime::UNIX_EPOCH)
+                if let Some(retry) = keyed.and_then(|r| parse_edit(r, SystemTime::UNIX_EPOCH).ok())
                     && let Some(answer) = self.flow.replay_edit(&retry).await?
                 {
                     let (booking, outcome, inline_attempt) = encode_answer(answer);

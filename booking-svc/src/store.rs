@@ -12,7 +12,7 @@ use crate::domain::{
 use crate::error::Error;
 use deadpool_postgres::GenericClient;
 use platform::{db::Prepared, params};
-use serde_json::{Value, json};
+use serde_json::Value;
 use std::{
     collections::HashMap,
     time::{Duration, SystemTime},
@@ -256,9 +256,12 @@ pub fn confirmed_inline(rows: &[Row]) -> Result<bool> {
 /// version and detail, and the events after it, in order, as `later`.
 fn history_row(events: &[Event]) -> Result<(&'static str, i64, Value, Value)> {
     let (first, rest) = events.split_first().ok_or_else(|| Error::corrupt("a history row without an event"))?;
-    let later =
-        rest.iter().map(|e| json!({ "type": e.kind.as_str(), "version": e.version, "detail": e.detail })).collect();
-    Ok((first.kind.as_str(), first.version, first.detail.clone(), Value::Array(later)))
+    let later: Vec<LaterEvent> = rest
+        .iter()
+        .map(|e| LaterEvent { kind: e.kind.as_str().to_string(), version: e.version, detail: e.detail.clone() })
+        .collect();
+    let later = serde_json::to_value(later).map_err(|e| Error::corrupt(format!("history events: {e}")))?;
+    Ok((first.kind.as_str(), first.version, first.detail.clone(), later))
 }
 
 /// Sets status and tables of the current version (confirm or cancel); returns the
@@ -363,27 +366,25 @@ pub async fn history(db: &impl GenericClient, booking_id: Uuid) -> Result<Vec<St
     for r in &rows {
         let at: SystemTime = r.try_get(0)?;
         events.push(StoredEvent { at, kind: r.try_get(1)?, version: r.try_get(2)?, detail: r.try_get(3)? });
-        let later: Value = r.try_get(4)?;
-        for event in later.as_array().ok_or_else(|| Error::corrupt("history: later is not an array"))? {
-            events.push(later_event(at, event)?);
-        }
+        let later: Vec<LaterEvent> = serde_json::from_value(r.try_get(4)?)
+            .map_err(|e| Error::corrupt(format!("history: malformed later events: {e}")))?;
+        events.extend(later.into_iter().map(|e| StoredEvent {
+            at,
+            kind: e.kind,
+            version: e.version,
+            detail: e.detail,
+        }));
     }
     Ok(events)
 }
 
-/// One of a history row's later events.
-fn later_event(at: SystemTime, event: &Value) -> Result<StoredEvent> {
-    let kind = event.get("type").and_then(Value::as_str);
-    let version = event.get("version").and_then(Value::as_i64);
-    match (kind, version) {
-        (Some(kind), Some(version)) => Ok(StoredEvent {
-            at,
-            kind: kind.to_string(),
-            version,
-            detail: event.get("detail").cloned().unwrap_or_else(|| json!({})),
-        }),
-        _ => Err(Error::corrupt(format!("history: malformed later event {event}"))),
-    }
+/// An event of a history row after its first one, as stored in `later`.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct LaterEvent {
+    #[serde(rename = "type")]
+    kind: String,
+    version: i64,
+    detail: Value,
 }
 
 // ---------------------------------------------------------------- idempotency
@@ -955,6 +956,7 @@ pub const RELEASE_CHANNEL: &str = "booking_release";
 mod tests {
     use super::*;
     use crate::domain::EventType;
+    use serde_json::json;
 
     #[test]
     fn events_written_together_read_back_in_order_from_one_row() {
@@ -965,12 +967,10 @@ mod tests {
         ];
         let (kind, version, detail, later) = history_row(&events).expect("row");
         assert_eq!((kind, version, &detail), ("INLINE_ATTEMPT", 3, &events[0].detail));
-        let at = SystemTime::UNIX_EPOCH;
-        let read: Vec<(String, i64, Value)> = later
-            .as_array()
-            .expect("array")
-            .iter()
-            .map(|e| later_event(at, e).map(|e| (e.kind, e.version, e.detail)).expect("event"))
+        let read: Vec<(String, i64, Value)> = serde_json::from_value::<Vec<LaterEvent>>(later)
+            .expect("later events")
+            .into_iter()
+            .map(|e| (e.kind, e.version, e.detail))
             .collect();
         let expected: Vec<(String, i64, Value)> =
             events[1..].iter().map(|e| (e.kind.as_str().to_string(), e.version, e.detail.clone())).collect();
@@ -982,6 +982,6 @@ mod tests {
         let (_, _, _, later) = history_row(&[Event::new(EventType::Edited, 2, json!({}))]).expect("row");
         assert_eq!(later, json!([]));
         assert!(history_row(&[]).is_err());
-        assert!(later_event(SystemTime::UNIX_EPOCH, &json!({ "type": "EDITED" })).is_err(), "version missing");
+        assert!(serde_json::from_value::<Vec<LaterEvent>>(json!([{ "type": "EDITED" }])).is_err(), "version missing");
     }
 }

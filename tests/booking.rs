@@ -15,7 +15,7 @@ use platform::{
 use std::time::{Duration, Instant};
 use support::{
     eventually,
-    stack::{self, Options, RESTAURANT, Stack, create_request, edit_request, event_names, history, slot},
+    stack::{self, Options, RESTAURANT, Stack, Svc, create_request, edit_request, event_names, history, slot},
 };
 use tonic::Code;
 
@@ -553,7 +553,10 @@ async fn invalid_requests_name_each_wrong_field_and_write_nothing() {
     assert_eq!(client.edit_booking(stale).await.expect_err("stale").code(), Code::Aborted);
 
     assert_eq!(stack.count("SELECT count(*) FROM booking.bookings").await, 1);
-    assert_eq!(stack.count("SELECT count(*) FROM booking.reassign_jobs").await, 1);
+    // Confirmed inline, the booking never needed a job; the refused edits wrote none and
+    // handed nothing to the background.
+    assert_eq!(stack.count("SELECT count(*) FROM booking.reassign_jobs").await, 0);
+    assert_eq!(stack.count("SELECT count(*) FROM booking.bookings WHERE handoff_due_at IS NOT NULL").await, 0);
     assert_eq!(get(&mut client, &booking.id).await, booking, "refused edits changed nothing");
     let names = event_names(&history(&mut client, &booking.id).await);
     assert!(!names.iter().any(|n| n.starts_with("EDIT")), "{names:?}");
@@ -744,6 +747,69 @@ async fn two_booking_replicas_share_background_jobs_and_confirm_each_booking_onc
     let answer = clients[0].create_booking(create_request(slot(2, 19), 2)).await.expect("create").into_inner();
     let id = answer.booking.expect("booking").id;
     wait_status(&mut clients[0], &id, pb::BookingStatus::Confirmed, 1).await;
+}
+
+#[tokio::test]
+async fn a_request_frozen_past_its_grace_period_is_taken_over_and_its_late_result_changes_nothing() {
+    // Replica A (a process, to freeze) serves the edit; replica B (in-process) is the one
+    // whose background is alive while A is frozen.
+    let stack = Stack::start(Options { assign_process: true, ..Default::default() }).await;
+    let replica_a = stack.booking_process(&[]).await;
+    let mut client_a = support::services::booking_client(&replica_a.url);
+    let mut client_b = stack.booking();
+    let booking = create_confirmed(&mut client_b, slot(1, 19), 2).await;
+    let id = booking.id.clone();
+    stack.wait_for_mail(&id, "BOOKING_CONFIRMED", 1).await;
+
+    // A applies the edit and waits for the frozen assign-svc; A freezes in that wait.
+    let Svc::Process(assign) = &stack.assign else { unreachable!("assign-svc runs as a process") };
+    assign.freeze();
+    let mut edit = edit_request(&id);
+    edit.start_time = Some(timestamp(slot(1, 21)));
+    let late = tokio::spawn(async move { client_a.edit_booking(edit).await });
+    eventually(Duration::from_secs(5), "replica A to apply the edit", || {
+        let mut client = client_b.clone();
+        let id = id.clone();
+        async move { (get(&mut client, &id).await.version == 2).then_some(()) }
+    })
+    .await;
+    replica_a.freeze();
+
+    // B takes the version over once its hand-off came due (inline window + grace) and
+    // sends the "modification requested" email the request would have sent.
+    stack.wait_for_mail(&id, "MODIFICATION_REQUESTED", 2).await;
+
+    // A wakes and records its late result (its wait timed out): the takeover stands.
+    replica_a.thaw();
+    let answer = late.await.expect("edit task").expect("the late request still answers").into_inner();
+    assert_eq!(inline_result(&answer.inline_attempt), pb::InlineResult::Timeout);
+    let pending = answer.booking.expect("booking");
+    assert_eq!((pending.version, pending.status), (2, pb::BookingStatus::Pending as i32));
+
+    // The background confirms once assign-svc answers again.
+    assign.thaw();
+    let confirmed = wait_status(&mut client_b, &id, pb::BookingStatus::Confirmed, 2).await;
+    assert_eq!(confirmed.start_time, Some(timestamp(slot(1, 21))));
+    stack.settle(&[&id]).await;
+    assert_eq!(
+        stack.mails_for(&id),
+        vec!["BOOKING_CONFIRMED:1", "MODIFICATION_CONFIRMED:2", "MODIFICATION_REQUESTED:2"],
+        "each required mail once, none for the late result"
+    );
+    let events = history(&mut client_b, &id).await;
+    let names = event_names(&events);
+    assert_eq!(names.iter().filter(|n| *n == "CONFIRMED:2").count(), 1, "{names:?}");
+    let attempts: Vec<&pb::BookingEvent> =
+        events.iter().filter(|e| e.r#type == pb::BookingEventType::InlineAttempt as i32 && e.version == 2).collect();
+    assert_eq!(attempts.len(), 2, "the takeover's and the late request's: {names:?}");
+    assert_eq!(stack::detail_str(attempts[0], "result").as_deref(), Some("INTERRUPTED"), "{names:?}");
+    assert_eq!(stack::detail_str(attempts[1], "result").as_deref(), Some("TIMEOUT"), "{names:?}");
+    let taken_over = attempts[1].detail.as_ref().and_then(|d| d.fields.get("taken_over")).and_then(|v| v.kind.clone());
+    assert_eq!(
+        taken_over,
+        Some(prost_types::value::Kind::BoolValue(true)),
+        "the late result was recorded as taken over"
+    );
 }
 
 // ------------------------------------------------------------------ crashes

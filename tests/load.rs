@@ -497,8 +497,9 @@ async fn freeze_at_random(assign: &ServiceProcess, stop: &AtomicBool, seed: u64)
 
 /// Waits until nothing moves any more: no email queued in booking-svc's outbox (a
 /// read-only count, as `Stack::settle` does), every delivery final and at the SMTP server,
-/// and no booking changing (status and version through ListBookings) with no open job,
-/// or nothing changing for 3 s while some job stays open.
+/// and no booking changing (status and version through ListBookings) with no open job and
+/// no version still handed to its request, or nothing changing for 3 s while some job stays
+/// open.
 async fn quiesce(stack: &Stack, ids: &[String]) {
     let db = stack.db.client().await;
     let mut client = stack.booking();
@@ -510,7 +511,8 @@ async fn quiesce(stack: &Stack, ids: &[String]) {
         let counts = db
             .query_one(
                 "SELECT (SELECT count(*) FROM booking.outbox WHERE state = 'QUEUED'), \
-                        (SELECT count(*) FROM booking.reassign_jobs WHERE state = 'OPEN')",
+                        (SELECT count(*) FROM booking.reassign_jobs WHERE state = 'OPEN') \
+                      + (SELECT count(*) FROM booking.bookings WHERE handoff_due_at IS NOT NULL)",
                 &[],
             )
             .await
@@ -557,7 +559,7 @@ async fn quiesce(stack: &Stack, ids: &[String]) {
         }
         assert!(
             started.elapsed() < Duration::from_secs(60),
-            "not quiescent after 60 s: {queued} emails queued, {open} jobs open, deliveries final: {deliveries_final}"
+            "not quiescent after 60 s: {queued} emails queued, {open} jobs open or hand-offs in flight, deliveries final: {deliveries_final}"
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }

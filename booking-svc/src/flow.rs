@@ -1,7 +1,8 @@
 //! The create, edit and cancel flows of ARCHITECTURE.md, step by step: apply in one
-//! transaction (row lock, version check, no-op detection, durable reassign job), the
-//! inline `Assign` with a bounded deadline, then record the result in one transaction
-//! with the right outbox row, and answer. Also the reads. It owns the transaction
+//! transaction (row lock, version check, no-op detection, the version handed off durably:
+//! the background takes it over if the request does not record in time), the inline
+//! `Assign` with a bounded deadline, then record the result in one transaction with the
+//! right outbox row (and the reassign job, when the booking stays PENDING), and answer. Also the reads. It owns the transaction
 //! boundaries; it never holds a transaction or row lock across a network call and never
 //! sends email (the outbox worker does).
 
@@ -122,11 +123,10 @@ impl Flow {
             let events = [Event::new(EventType::Created, 1, detail)];
             let due_in = window + self.inline.record_grace;
             let c = tx.client();
-            // BEGIN, the three inserts and COMMIT in one round trip.
+            // BEGIN, the inserts and COMMIT in one round trip.
             let statements = [
-                store::insert_booking(c, &booking).await?,
+                store::insert_booking(c, &booking, due_in, request.suppress_emails, &carrier).await?,
                 store::history_statement(c, id.uuid(), &events).await?,
-                store::insert_job(c, id.uuid(), 1, due_in, false, request.suppress_emails, &carrier).await?,
             ];
             tx.commit_with(&statements).await?;
         }
@@ -390,8 +390,9 @@ impl Flow {
 
     /// Records the inline result for `applied` in one transaction, guarded by the booking
     /// still being at that version and PENDING and not taken over by the background, and
-    /// stores the answer for the key. The common case (assigned, no key) takes one round
-    /// trip ([`Flow::confirm_inline`]); the others lock the row and decide in two or three.
+    /// stores the answer for the key. The common case (assigned, no key) is one statement
+    /// ([`Flow::confirm_inline`]); the others lock the row and decide in two or three
+    /// round trips.
     #[tracing::instrument(skip_all, fields(booking.id = %applied.id, booking.version = applied.version))]
     async fn record(
         &self,
@@ -471,9 +472,15 @@ impl Flow {
             (booking, Outcome::Confirmed)
         } else {
             events.push(Event::new(EventType::InlineAttempt, version, detail));
-            let recorded_before = store::mark_job_recorded(c, id, version, true).await?;
-            // A job already recorded was taken over by the background (this request was
-            // slower than the grace period): its pending email is queued already.
+            // The version's job: written now from the hand-off, or, when the background
+            // adopted the hand-off meanwhile (this request outlived the grace period) but has
+            // not recorded its job yet, marked recorded. A job already recorded was taken
+            // over by the background: its pending email is queued already.
+            let recorded_before = if store::job_from_handoff(c, id, version).await? {
+                Some(false)
+            } else {
+                store::mark_job_recorded(c, id, version, true).await?
+            };
             if recorded_before != Some(true) {
                 let kind = EmailKind::pending(version);
                 queue_email(c, &current, kind, suppress, carrier, &mut events, &mut channels).await?;
@@ -493,11 +500,11 @@ impl Flow {
     }
 
     /// The common case of recording: the inline attempt assigned `tables`, the booking is
-    /// still PENDING at the applied version and the background has not taken it over.
-    /// Confirms it, closes its job, writes the history and queues the confirmation email in
-    /// one round trip (BEGIN, the row lock, one statement guarded by the state read after
-    /// the lock, COMMIT). `None` (nothing written) when the booking moved on or was taken
-    /// over meanwhile: the caller then records the attempt the general way.
+    /// still PENDING at the applied version and still handed to this request. Confirms it,
+    /// ends the hand-off, writes the history and queues the confirmation email in one
+    /// statement, atomic on its own and guarded by the booking's row (see
+    /// [`store::confirm_inline`]). `None` (nothing written) when the booking moved on or
+    /// was taken over meanwhile: the caller then records the attempt the general way.
     async fn confirm_inline(
         &self,
         applied: &Booking,
@@ -525,14 +532,11 @@ impl Flow {
         } else {
             Some((kind, &payload, &queued))
         };
-        let tx = self.db.tx().await?;
-        let c = tx.client();
-        let statements = [
-            store::lock_booking_row(c, booking.id).await?,
-            store::confirm_inline(c, booking.id, version, tables, now, &events, email, carrier).await?,
-        ];
-        let rows = tx.commit_with(&statements).await?;
-        if !store::confirmed_inline(rows.get(1).map_or(&[][..], Vec::as_slice))? {
+        let client = self.db.client().await?;
+        let statement =
+            store::confirm_inline(&client, booking.id, version, tables, now, &events, email, carrier).await?;
+        let rows = statement.query(&client).await.map_err(db)?;
+        if !store::confirmed_inline(&rows)? {
             return Ok(None);
         }
         if !suppress {

@@ -1,6 +1,9 @@
 //! The Reassign dispatcher: one long-lived `assign.v1.AssignService/Reassign` stream per
-//! process. It claims due reassign jobs (lease per job, renewed while tracked, so replicas
-//! share jobs and a dead replica's jobs are taken over), submits them (again after every
+//! process. It turns hand-offs that came due (a create or edit whose request did not
+//! record its inline result in time) into jobs, claims due reassign jobs (lease per job,
+//! renewed while tracked, so replicas share jobs and a dead replica's jobs are taken
+//! over), recovers those whose request died (the pending email it would have queued),
+//! submits them (again after every
 //! reconnect), records every update in the history, and on ASSIGNED for the current
 //! version confirms the booking and queues the confirmation email in one transaction.
 //! The job table is the source of truth; the stream is only transport. It never holds a
@@ -244,6 +247,11 @@ impl Dispatcher {
         let room = self.settings.max_jobs.saturating_sub(self.tracked.len()) as i64;
         let client = self.db.client().await?;
         if room > 0 {
+            // Hand-offs whose requests died before recording become jobs to recover.
+            let adopted = store::adopt_handoffs(&client, room).await?;
+            if adopted > 0 {
+                tracing::debug!(adopted, "took over hand-offs whose requests did not record in time");
+            }
             let jobs = store::claim_jobs(&client, self.owner, room, self.settings.lease).await?;
             drop(client);
             for job in jobs {

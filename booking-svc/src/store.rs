@@ -86,13 +86,21 @@ pub async fn get_booking(db: &impl GenericClient, id: Uuid) -> Result<Option<Boo
     db.query_opt(&stmt, &[&id]).await?.as_ref().map(booking_from_row).transpose()
 }
 
-/// Inserts a new booking (its version requested at `updated_at`).
-pub async fn insert_booking(db: &impl GenericClient, b: &Booking) -> Result<Prepared> {
+/// Inserts a new booking (its version requested at `updated_at`), handed off to the
+/// background after `due_in` unless its request records the inline result first.
+pub async fn insert_booking(
+    db: &impl GenericClient,
+    b: &Booking,
+    due_in: Duration,
+    suppress_emails: bool,
+    carrier: &Carrier,
+) -> Result<Prepared> {
     let stmt = db
         .prepare_cached(concat!(
             "INSERT INTO booking.bookings (",
             booking_columns!(),
-            ", version_at) VALUES ($1, $2::text, $3, $4, $5, $6::int4, $7, $8::int4, $9::text, $10::text, $11::int8, $12, $13, $14, $14)"
+            ", version_at, handoff_due_at, handoff_suppress, handoff_trace) VALUES ($1, $2::text, $3, $4, $5, $6::int4, \
+             $7, $8::int4, $9::text, $10::text, $11::int8, $12, $13, $14, $14, now() + $15::float8 * interval '1 second', $16, $17)"
         ))
         .await?;
     Ok(Prepared::new(
@@ -112,14 +120,18 @@ pub async fn insert_booking(db: &impl GenericClient, b: &Booking) -> Result<Prep
             b.table_ids.clone(),
             b.created_at,
             b.updated_at,
+            secs(due_in),
+            suppress_emails,
+            carrier_json(carrier),
         ],
     ))
 }
 
 /// Applies an edit in one statement (call with the booking row locked): stores the new
-/// version `b` (requested at `updated_at`), closes the booking's open jobs of older
-/// versions as superseded, writes the job of the new version, due after `due_in`, and
-/// appends `events` (at least one) to the history, in order.
+/// version `b` (requested at `updated_at`), handed off to the background after `due_in`
+/// unless its request records the inline result first, closes the booking's open jobs of
+/// older versions as superseded, and appends `events` (at least one) to the history, in
+/// order.
 pub async fn apply_edit(
     db: &impl GenericClient,
     b: &Booking,
@@ -132,13 +144,12 @@ pub async fn apply_edit(
         .prepare_cached(
             "WITH updated AS ( \
                UPDATE booking.bookings SET party_size = $2::int4, start_time = $3, duration_s = $4::int4, notes = $5::text, \
-                 status = $6::text, version = $7::int8, table_ids = $8, updated_at = $9, version_at = $9 WHERE id = $1), \
+                 status = $6::text, version = $7::int8, table_ids = $8, updated_at = $9, version_at = $9, \
+                 handoff_due_at = now() + $10::float8 * interval '1 second', handoff_suppress = $11, handoff_trace = $12 \
+               WHERE id = $1), \
              superseded AS ( \
                UPDATE booking.reassign_jobs SET state = 'SUPERSEDED', closed_at = now(), lease_owner = NULL, lease_until = NULL \
-               WHERE booking_id = $1 AND state = 'OPEN' AND version < $7), \
-             job AS ( \
-               INSERT INTO booking.reassign_jobs (booking_id, version, state, due_at, recorded, suppress_emails, trace_context) \
-               VALUES ($1, $7, 'OPEN', now() + $10::float8 * interval '1 second', false, $11, $12)) \
+               WHERE booking_id = $1 AND state = 'OPEN' AND version < $7) \
              INSERT INTO booking.history (booking_id, type, version, detail, later) VALUES ($1, $13, $14, $15, $16)",
         )
         .await?;
@@ -166,20 +177,15 @@ pub async fn apply_edit(
     ))
 }
 
-/// Locks the booking row until the transaction ends (statement form, for a pipeline whose
-/// next statements must read what was committed before the lock was granted).
-pub async fn lock_booking_row(db: &impl GenericClient, id: Uuid) -> Result<Prepared> {
-    let stmt = db.prepare_cached("SELECT 1 FROM booking.bookings WHERE id = $1 FOR UPDATE").await?;
-    Ok(Prepared::new(stmt, params![id]))
-}
-
-/// Records an inline confirmation in one statement (run it after [`lock_booking_row`] in
-/// the same transaction), if the booking is still PENDING at `version` and the background
-/// has not taken that version over (its job is not `recorded`); otherwise nothing
-/// changes. Status CONFIRMED with `table_ids`, the job of the version closed as assigned,
-/// `events` appended to the history and, with `email`, the email queued unless queued
-/// before (its EMAIL_QUEUED event then follows `events`). Returns one row: 1 when it
-/// confirmed, 0 when not ([`confirmed_inline`]).
+/// Records an inline confirmation in one statement (atomic on its own), if the booking is
+/// still PENDING at `version` and still handed to its request (the background has not
+/// taken it over: `handoff_due_at` set, so the version has no job); otherwise nothing
+/// changes. Every condition is on the booking's row, which the update locks: a concurrent
+/// edit, cancel or takeover that commits first is seen, the statement re-checking the row
+/// once it gets it. Status CONFIRMED with `table_ids`, the hand-off cleared, `events`
+/// appended to the history and, with `email`, the email queued unless queued before (its
+/// EMAIL_QUEUED event then follows `events`). Returns one row: 1 when it confirmed, 0 when
+/// not ([`confirmed_inline`]).
 #[allow(clippy::too_many_arguments)]
 pub async fn confirm_inline(
     db: &impl GenericClient,
@@ -194,13 +200,9 @@ pub async fn confirm_inline(
     let stmt = db
         .prepare_cached(
             "WITH confirmed AS ( \
-               UPDATE booking.bookings SET status = 'CONFIRMED', table_ids = $3, updated_at = $4 \
-               WHERE id = $1 AND version = $2::int8 AND status = 'PENDING' \
-                 AND NOT EXISTS (SELECT 1 FROM booking.reassign_jobs WHERE booking_id = $1 AND version = $2 AND recorded) \
+               UPDATE booking.bookings SET status = 'CONFIRMED', table_ids = $3, updated_at = $4, handoff_due_at = NULL \
+               WHERE id = $1 AND version = $2::int8 AND status = 'PENDING' AND handoff_due_at IS NOT NULL \
                RETURNING id, version), \
-             closed AS ( \
-               UPDATE booking.reassign_jobs j SET state = 'ASSIGNED', closed_at = now(), lease_owner = NULL, lease_until = NULL \
-               FROM confirmed WHERE j.booking_id = confirmed.id AND j.version = confirmed.version AND j.state = 'OPEN'), \
              queued AS ( \
                INSERT INTO booking.outbox (booking_id, version, kind, payload, trace_context) \
                SELECT id, version, $8::text, $9::jsonb, $10::jsonb FROM confirmed WHERE $8::text IS NOT NULL \
@@ -264,8 +266,8 @@ fn history_row(events: &[Event]) -> Result<(&'static str, i64, Value, Value)> {
     Ok((first.kind.as_str(), first.version, first.detail.clone(), later))
 }
 
-/// Sets status and tables of the current version (confirm or cancel); returns the
-/// booking as stored and the time its version was requested.
+/// Sets status and tables of the current version (confirm or cancel), which ends its
+/// hand-off; returns the booking as stored and the time its version was requested.
 pub async fn set_status(
     db: &impl GenericClient,
     id: Uuid,
@@ -275,7 +277,8 @@ pub async fn set_status(
 ) -> Result<(Booking, SystemTime)> {
     let stmt = db
         .prepare_cached(concat!(
-            "UPDATE booking.bookings SET status = $2::text, table_ids = $3, updated_at = $4 WHERE id = $1 RETURNING ",
+            "UPDATE booking.bookings SET status = $2::text, table_ids = $3, updated_at = $4, handoff_due_at = NULL \
+             WHERE id = $1 RETURNING ",
             booking_columns!(),
             ", version_at"
         ))
@@ -293,7 +296,10 @@ pub async fn set_status_statement(
     now: SystemTime,
 ) -> Result<Prepared> {
     let stmt = db
-        .prepare_cached("UPDATE booking.bookings SET status = $2::text, table_ids = $3, updated_at = $4 WHERE id = $1")
+        .prepare_cached(
+            "UPDATE booking.bookings SET status = $2::text, table_ids = $3, updated_at = $4, handoff_due_at = NULL \
+             WHERE id = $1",
+        )
         .await?;
     Ok(Prepared::new(stmt, params![id, status.as_str(), table_ids.to_vec(), now]))
 }
@@ -463,26 +469,44 @@ pub async fn key_response_statement(
 
 // ---------------------------------------------------------------- reassign jobs
 
-/// Writes the reassign job of a new version, due after `due_in`.
-pub async fn insert_job(
-    db: &impl GenericClient,
-    booking_id: Uuid,
-    version: i64,
-    due_in: Duration,
-    recorded: bool,
-    suppress_emails: bool,
-    carrier: &Carrier,
-) -> Result<Prepared> {
+/// The request of `version` records that the booking stays PENDING: if the version is
+/// still handed to it, the hand-off ends and the version's job is written, recorded and
+/// due at once (with the hand-off's email and trace settings). Returns whether it was
+/// (`false`: the background took the version over, or it is not current). Call with the
+/// booking row locked.
+pub async fn job_from_handoff(db: &impl GenericClient, booking_id: Uuid, version: i64) -> Result<bool> {
     let stmt = db
         .prepare_cached(
-            "INSERT INTO booking.reassign_jobs (booking_id, version, state, due_at, recorded, suppress_emails, trace_context) \
-             VALUES ($1, $2, 'OPEN', now() + $3::float8 * interval '1 second', $4, $5, $6)",
+            "WITH ended AS ( \
+               UPDATE booking.bookings SET handoff_due_at = NULL \
+               WHERE id = $1 AND version = $2::int8 AND handoff_due_at IS NOT NULL \
+               RETURNING id, version, handoff_suppress, handoff_trace) \
+             INSERT INTO booking.reassign_jobs (booking_id, version, state, due_at, recorded, suppress_emails, trace_context) \
+             SELECT id, version, 'OPEN', now(), true, handoff_suppress, handoff_trace FROM ended",
         )
         .await?;
-    Ok(Prepared::new(
-        stmt,
-        params![booking_id, version, secs(due_in), recorded, suppress_emails, carrier_json(carrier)],
-    ))
+    Ok(db.execute(&stmt, &[&booking_id, &version]).await? == 1)
+}
+
+/// Takes over up to `limit` hand-offs that came due (their requests died or stalled before
+/// recording the inline result): each ends, and its version gets an open job, due at once
+/// and not yet recorded, which the dispatcher then claims and recovers. `SKIP LOCKED`:
+/// replicas, and requests recording right now, are not waited for. Returns how many.
+pub async fn adopt_handoffs(db: &impl GenericClient, limit: i64) -> Result<u64> {
+    let stmt = db
+        .prepare_cached(
+            "WITH due AS ( \
+               SELECT id FROM booking.bookings WHERE handoff_due_at <= now() \
+               ORDER BY handoff_due_at LIMIT $1 FOR UPDATE SKIP LOCKED), \
+             ended AS ( \
+               UPDATE booking.bookings b SET handoff_due_at = NULL FROM due WHERE b.id = due.id \
+               RETURNING b.id, b.version, b.handoff_suppress, b.handoff_trace) \
+             INSERT INTO booking.reassign_jobs (booking_id, version, state, due_at, recorded, suppress_emails, trace_context) \
+             SELECT id, version, 'OPEN', now(), false, handoff_suppress, handoff_trace FROM ended \
+             ON CONFLICT (booking_id, version) DO NOTHING",
+        )
+        .await?;
+    Ok(db.execute(&stmt, &[&limit]).await?)
 }
 
 /// Closes every open job of a booking; returns how many.
@@ -663,12 +687,15 @@ pub async fn drop_leases(db: &impl GenericClient, owner: Uuid) -> Result<()> {
     Ok(())
 }
 
-/// How long until an open job not held by `owner` can be claimed (`None`: none waits).
+/// How long until an open job not held by `owner` can be claimed, or a hand-off comes due
+/// (`None`: neither waits).
 pub async fn next_job_due(db: &impl GenericClient, owner: Uuid) -> Result<Option<Duration>> {
     let stmt = db
         .prepare_cached(
-            "SELECT EXTRACT(EPOCH FROM min(GREATEST(due_at, COALESCE(lease_until, due_at))) - now())::float8 \
-             FROM booking.reassign_jobs WHERE state = 'OPEN' AND lease_owner IS DISTINCT FROM $1",
+            "SELECT EXTRACT(EPOCH FROM LEAST( \
+               (SELECT min(GREATEST(due_at, COALESCE(lease_until, due_at))) FROM booking.reassign_jobs \
+                WHERE state = 'OPEN' AND lease_owner IS DISTINCT FROM $1), \
+               (SELECT min(handoff_due_at) FROM booking.bookings WHERE handoff_due_at IS NOT NULL)) - now())::float8",
         )
         .await?;
     let seconds: Option<f64> = db.query_one(&stmt, &[&owner]).await?.try_get(0)?;

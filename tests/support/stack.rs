@@ -197,7 +197,8 @@ impl Stack {
     }
 
     /// Waits until nothing more can be mailed about `bookings`: no email queued in
-    /// booking-svc's outbox, no open reassign job, every delivery of notify-svc final, and
+    /// booking-svc's outbox, no open reassign job, no version still handed to its request
+    /// (the background would take it over), every delivery of notify-svc final, and
     /// every SENT delivery at the SMTP server.
     pub async fn settle(&self, bookings: &[&str]) {
         let client = self.db.client().await;
@@ -205,7 +206,8 @@ impl Stack {
             let queued: i64 = client
                 .query_one(
                     "SELECT (SELECT count(*) FROM booking.outbox WHERE state = 'QUEUED') \
-                          + (SELECT count(*) FROM booking.reassign_jobs WHERE state = 'OPEN')",
+                          + (SELECT count(*) FROM booking.reassign_jobs WHERE state = 'OPEN') \
+                          + (SELECT count(*) FROM booking.bookings WHERE handoff_due_at IS NOT NULL)",
                     &[],
                 )
                 .await

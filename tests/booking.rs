@@ -12,7 +12,10 @@ use platform::{
     },
     status::violated_fields,
 };
-use std::time::{Duration, Instant};
+use std::{
+    collections::BTreeMap,
+    time::{Duration, Instant},
+};
 use support::{
     eventually,
     stack::{self, Options, RESTAURANT, Stack, Svc, create_request, edit_request, event_names, history, slot},
@@ -502,6 +505,52 @@ async fn concurrent_edits_with_expected_version_let_exactly_one_win() {
     assert_eq!(get(&mut client, &booking.id).await.version, 2);
     let names = event_names(&history(&mut client, &booking.id).await);
     assert_eq!(names.iter().filter(|n| n.starts_with("EDITED")).count(), 1, "{names:?}");
+}
+
+#[tokio::test]
+async fn concurrent_edits_without_expected_version_each_apply_once_in_some_order() {
+    let stack = Stack::start(Options::default()).await;
+    let mut client = stack.booking();
+    let booking = create_confirmed(&mut client, slot(1, 19), 2).await;
+
+    // Each edit reads the booking without a lock and writes only if it is still at the
+    // version read; the ones that lose that race apply under the lock, on top.
+    let mut tasks = Vec::new();
+    for n in 0..8 {
+        let mut client = client.clone();
+        let mut edit = edit_request(&booking.id);
+        edit.notes = Some(format!("edit {n}"));
+        tasks.push(tokio::spawn(async move { client.edit_booking(edit).await }));
+    }
+    for task in tasks {
+        let answer = task.await.expect("join").expect("every edit succeeds").into_inner();
+        assert!(answer.booking.is_some_and(|b| b.version >= 2));
+    }
+    let last = wait_status(&mut client, &booking.id, pb::BookingStatus::Confirmed, 9).await;
+    // One EDITED event per version, in order, each with the notes of a different request.
+    let events = history(&mut client, &booking.id).await;
+    let mut applied = BTreeMap::new();
+    for event in events.iter().filter(|e| e.r#type == pb::BookingEventType::Edited as i32) {
+        let notes = changed_to(event, "notes").expect("the notes changed");
+        assert!(applied.insert(event.version, notes).is_none(), "version {} edited twice", event.version);
+    }
+    assert_eq!(applied.keys().copied().collect::<Vec<_>>(), (2..=9).collect::<Vec<_>>());
+    let distinct: std::collections::BTreeSet<&String> = applied.values().collect();
+    assert_eq!(distinct.len(), 8, "each request applied once: {applied:?}");
+    assert_eq!(Some(&last.notes), applied.get(&9), "the booking holds the edit applied last");
+}
+
+/// The new value of `field` in an EDITED event's changes.
+fn changed_to(event: &pb::BookingEvent, field: &str) -> Option<String> {
+    use prost_types::value::Kind;
+    let Some(Kind::StructValue(changes)) = event.detail.as_ref()?.fields.get("changes")?.kind.as_ref() else {
+        return None;
+    };
+    let Some(Kind::StructValue(change)) = changes.fields.get(field)?.kind.as_ref() else { return None };
+    match change.fields.get("to")?.kind.as_ref()? {
+        Kind::StringValue(to) => Some(to.clone()),
+        _ => None,
+    }
 }
 
 #[tokio::test]

@@ -127,13 +127,16 @@ pub async fn insert_booking(
     ))
 }
 
-/// Applies an edit in one statement (call with the booking row locked): stores the new
-/// version `b` (requested at `updated_at`), handed off to the background after `due_in`
-/// unless its request records the inline result first, closes the booking's open jobs of
-/// older versions as superseded, and appends `events` (at least one) to the history, in
-/// order.
+/// Applies an edit in one statement, atomic on its own, if the booking is still at
+/// `read_version` and not cancelled (always so when the row is locked; otherwise a
+/// concurrent change is seen, the statement re-checking the row once it gets it): stores
+/// the new version `b` (requested at `updated_at`), handed off to the background after
+/// `due_in` unless its request records the inline result first, closes the booking's open
+/// jobs of older versions as superseded, and appends `events` (at least one) to the
+/// history, in order. Returns one row: 1 when it applied, 0 when not ([`written`]).
 pub async fn apply_edit(
     db: &impl GenericClient,
+    read_version: i64,
     b: &Booking,
     due_in: Duration,
     suppress_emails: bool,
@@ -146,11 +149,15 @@ pub async fn apply_edit(
                UPDATE booking.bookings SET party_size = $2::int4, start_time = $3, duration_s = $4::int4, notes = $5::text, \
                  status = $6::text, version = $7::int8, table_ids = $8, updated_at = $9, version_at = $9, \
                  handoff_due_at = now() + $10::float8 * interval '1 second', handoff_suppress = $11, handoff_trace = $12 \
-               WHERE id = $1), \
+               WHERE id = $1 AND version = $17::int8 AND status <> 'CANCELLED' \
+               RETURNING id), \
              superseded AS ( \
-               UPDATE booking.reassign_jobs SET state = 'SUPERSEDED', closed_at = now(), lease_owner = NULL, lease_until = NULL \
-               WHERE booking_id = $1 AND state = 'OPEN' AND version < $7) \
-             INSERT INTO booking.history (booking_id, type, version, detail, later) VALUES ($1, $13, $14, $15, $16)",
+               UPDATE booking.reassign_jobs j SET state = 'SUPERSEDED', closed_at = now(), lease_owner = NULL, lease_until = NULL \
+               FROM updated WHERE j.booking_id = updated.id AND j.state = 'OPEN' AND j.version < $7), \
+             events AS ( \
+               INSERT INTO booking.history (booking_id, type, version, detail, later) \
+               SELECT id, $13, $14, $15, $16 FROM updated) \
+             SELECT count(*) FROM updated",
         )
         .await?;
     let (kind, version, detail, later) = history_row(events)?;
@@ -173,6 +180,7 @@ pub async fn apply_edit(
             version,
             detail,
             later,
+            read_version,
         ],
     ))
 }
@@ -185,7 +193,7 @@ pub async fn apply_edit(
 /// once it gets it. Status CONFIRMED with `table_ids`, the hand-off cleared, `events`
 /// appended to the history and, with `email`, the email queued unless queued before (its
 /// EMAIL_QUEUED event then follows `events`). Returns one row: 1 when it confirmed, 0 when
-/// not ([`confirmed_inline`]).
+/// not ([`written`]).
 #[allow(clippy::too_many_arguments)]
 pub async fn confirm_inline(
     db: &impl GenericClient,
@@ -246,8 +254,9 @@ pub async fn confirm_inline(
     ))
 }
 
-/// Whether [`confirm_inline`] confirmed, from its rows.
-pub fn confirmed_inline(rows: &[Row]) -> Result<bool> {
+/// Whether a guarded write ([`apply_edit`], [`confirm_inline`]) was made, from its rows
+/// (one row, the count of the booking rows it wrote).
+pub fn written(rows: &[Row]) -> Result<bool> {
     match rows.first() {
         Some(row) => Ok(row.try_get::<_, i64>(0)? == 1),
         None => Ok(false),

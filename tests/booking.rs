@@ -475,27 +475,41 @@ async fn two_quick_edits_never_confirm_the_superseded_version() {
     assert!(!names.contains(&"CONFIRMED:2".to_string()), "{names:?}");
 }
 
+/// Eight edits of the booking's notes ("edit 0" … "edit 7") sent at once, each expecting
+/// `expected_version`; their answers.
+async fn concurrent_note_edits(
+    client: &Client,
+    id: &str,
+    expected_version: Option<i64>,
+) -> Vec<Result<pb::EditBookingResponse, tonic::Status>> {
+    let mut tasks = Vec::new();
+    for n in 0..8 {
+        let mut client = client.clone();
+        let mut edit = edit_request(id);
+        edit.expected_version = expected_version;
+        edit.notes = Some(format!("edit {n}"));
+        tasks.push(tokio::spawn(async move { client.edit_booking(edit).await.map(tonic::Response::into_inner) }));
+    }
+    let mut answers = Vec::new();
+    for task in tasks {
+        answers.push(task.await.expect("join"));
+    }
+    answers
+}
+
 #[tokio::test]
 async fn concurrent_edits_with_expected_version_let_exactly_one_win() {
     let stack = Stack::start(Options::default()).await;
     let mut client = stack.booking();
     let booking = create_confirmed(&mut client, slot(1, 19), 2).await;
 
-    let mut tasks = Vec::new();
-    for n in 0..8 {
-        let mut client = client.clone();
-        let mut edit = edit_request(&booking.id);
-        edit.expected_version = Some(1);
-        edit.notes = Some(format!("edit {n}"));
-        tasks.push(tokio::spawn(async move { client.edit_booking(edit).await }));
-    }
     let mut won = 0;
     let mut aborted = 0;
-    for task in tasks {
-        match task.await.expect("join") {
+    for answer in concurrent_note_edits(&client, &booking.id, Some(1)).await {
+        match answer {
             Ok(answer) => {
                 won += 1;
-                assert_eq!(answer.into_inner().booking.map(|b| b.version), Some(2));
+                assert_eq!(answer.booking.map(|b| b.version), Some(2));
             }
             Err(status) if status.code() == Code::Aborted => aborted += 1,
             Err(status) => panic!("unexpected {status:?}"),
@@ -515,16 +529,8 @@ async fn concurrent_edits_without_expected_version_each_apply_once_in_some_order
 
     // Each edit reads the booking without a lock and writes only if it is still at the
     // version read; the ones that lose that race apply under the lock, on top.
-    let mut tasks = Vec::new();
-    for n in 0..8 {
-        let mut client = client.clone();
-        let mut edit = edit_request(&booking.id);
-        edit.notes = Some(format!("edit {n}"));
-        tasks.push(tokio::spawn(async move { client.edit_booking(edit).await }));
-    }
-    for task in tasks {
-        let answer = task.await.expect("join").expect("every edit succeeds").into_inner();
-        assert!(answer.booking.is_some_and(|b| b.version >= 2));
+    for answer in concurrent_note_edits(&client, &booking.id, None).await {
+        assert!(answer.expect("every edit succeeds").booking.is_some_and(|b| b.version >= 2));
     }
     let last = wait_status(&mut client, &booking.id, pb::BookingStatus::Confirmed, 9).await;
     // One EDITED event per version, in order, each with the notes of a different request.

@@ -1,10 +1,11 @@
-//! The create, edit and cancel flows of ARCHITECTURE.md, step by step: apply in one
-//! transaction (row lock, version check, no-op detection, the version handed off durably:
-//! the background takes it over if the request does not record in time), the inline
-//! `Assign` with a bounded deadline, then record the result in one transaction with the
-//! right outbox row (and the reassign job, when the booking stays PENDING), and answer. Also the reads. It owns the transaction
-//! boundaries; it never holds a transaction or row lock across a network call and never
-//! sends email (the outbox worker does).
+//! The create, edit and cancel flows of ARCHITECTURE.md, step by step: apply (version
+//! check, no-op detection, the new version written and handed off durably, so that the
+//! background takes it over if the request does not record in time; one write guarded on
+//! the version read, or a transaction under the row lock), the inline `Assign` with a
+//! bounded deadline, then record the result in one transaction with the right outbox row
+//! (and the reassign job, when the booking stays PENDING), and answer. Also the reads. It
+//! owns the transaction boundaries; it never holds a transaction or row lock across a
+//! network call and never sends email (the outbox worker does).
 
 use crate::{
     crash::{CrashHook, CrashPoint},

@@ -3,10 +3,10 @@
 //! record its inline result in time) into jobs, claims due reassign jobs (lease per job,
 //! renewed while tracked, so replicas share jobs and a dead replica's jobs are taken
 //! over), recovers those whose request died (the pending email it would have queued),
-//! submits them (again after every
-//! reconnect), records every update in the history, and on ASSIGNED for the current
-//! version confirms the booking and queues the confirmation email in one transaction.
-//! The job table is the source of truth; the stream is only transport. It never holds a
+//! submits them (again after every reconnect), records every update in the history, and
+//! on ASSIGNED for the current version confirms the booking and queues the confirmation
+//! email in one transaction. The job table (with the hand-offs in the booking rows) is the
+//! source of truth; the stream is only transport. It never holds a
 //! transaction while waiting on the stream.
 
 use crate::{

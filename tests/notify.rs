@@ -9,7 +9,12 @@ use platform::{
     status::violated_fields,
 };
 use std::{
-    collections::HashMap,
+    collections::{HashMap, HashSet},
+    path::PathBuf,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
     time::{Duration, Instant},
 };
 use support::{
@@ -574,6 +579,62 @@ async fn without_smtp_emails_are_written_as_eml_files_in_mail_dir() {
     let again = send(&mut client, request(booking, pb::NotificationKind::ModificationConfirmed, 3)).await;
     assert!(again.duplicate);
     assert_eq!(mails_in(&mail_dir).len(), 1, "a duplicate writes no file");
+}
+
+#[tokio::test]
+async fn a_reader_polling_mail_dir_only_ever_sees_whole_messages() {
+    let db = TestDb::new().await;
+    let root = tempfile::tempdir().expect("temp dir");
+    let mail_dir = root.path().join("mail");
+    let mut settings = fast_settings(&db, None);
+    settings.mail_dir = mail_dir.clone();
+    let notify = services::notify_with(settings).await;
+    let mut client = services::notify_client(&notify.url);
+
+    // Someone watching the folder, as fast as it can: every content it reads of each file.
+    // (When lettre wrote the files in place, such a reader caught a file between its
+    // creation and its first write, empty, in about one run of two.)
+    let stop = Arc::new(AtomicBool::new(false));
+    let reader = {
+        let (dir, stop) = (mail_dir.clone(), stop.clone());
+        std::thread::spawn(move || {
+            let mut seen: HashMap<PathBuf, HashSet<String>> = HashMap::new();
+            while !stop.load(Ordering::Relaxed) {
+                let Ok(entries) = std::fs::read_dir(&dir) else { continue };
+                for path in entries.filter_map(|e| e.ok().map(|e| e.path())) {
+                    if path.extension().is_some_and(|e| e == "eml")
+                        && let Ok(raw) = std::fs::read_to_string(&path)
+                    {
+                        seen.entry(path).or_default().insert(raw);
+                    }
+                }
+                std::thread::yield_now();
+            }
+            seen
+        })
+    };
+    let booking = Uuid::new_v4();
+    for version in 1..=200 {
+        let answer = send(&mut client, request(booking, pb::NotificationKind::ModificationConfirmed, version)).await;
+        assert_eq!(state(answer.delivery.as_ref().expect("delivery")), pb::DeliveryState::Sent);
+    }
+    stop.store(true, Ordering::Relaxed);
+    let seen = reader.join().expect("the reader thread");
+
+    let mails = mails_in(&mail_dir);
+    assert_eq!(mails.len(), 200, "one .eml file per delivery");
+    for mail in &mails {
+        let reads = seen.get(&mail.file).map(|contents| contents.iter().collect::<Vec<_>>()).unwrap_or_default();
+        assert!(
+            reads.iter().all(|raw| **raw == mail.raw),
+            "{} was read before it was whole: {:?}",
+            mail.file.display(),
+            reads.iter().map(|raw| raw.len()).collect::<Vec<_>>()
+        );
+    }
+    assert!(seen.values().any(|contents| !contents.is_empty()), "the reader saw the files arrive");
+    let partial: Vec<_> = std::fs::read_dir(mail_dir.join(".partial")).expect("the .partial folder").collect();
+    assert!(partial.is_empty(), "nothing is left half-way: {partial:?}");
 }
 
 #[tokio::test]

@@ -2,6 +2,10 @@
 //! files in `MAIL_DIR` otherwise. Sorts every failure into transient (retry later) or
 //! permanent (a 5xx answer).
 //!
+//! A file appears in `MAIL_DIR` whole: lettre writes it in the folder's hidden `.partial`
+//! folder, then it is renamed into place (atomic within one file system), so whoever polls
+//! the folder never reads a message that is not whole yet.
+//!
 //! It sends exactly what it is given and never touches the ledger; it never retries by
 //! itself and is never cancelled half-way through an SMTP transaction by this crate.
 
@@ -9,15 +13,21 @@ use crate::domain::AttemptFailure;
 use lettre::{
     AsyncFileTransport, AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor, transport::smtp::PoolConfig,
 };
-use std::{path::Path, time::Duration};
+use std::{
+    path::{Path, PathBuf},
+    time::Duration,
+};
+
+/// The subfolder of `MAIL_DIR` where a message file is written before it is moved in.
+const PARTIAL: &str = ".partial";
 
 /// Where messages go.
 #[derive(Clone)]
 pub enum Mailer {
     /// A pooled SMTP client.
     Smtp(AsyncSmtpTransport<Tokio1Executor>),
-    /// `.eml` files in a folder.
-    Files(AsyncFileTransport<Tokio1Executor>),
+    /// `.eml` files in a folder, each written aside and then moved in.
+    Files { writer: AsyncFileTransport<Tokio1Executor>, partial: PathBuf, dir: PathBuf },
 }
 
 impl Mailer {
@@ -31,10 +41,12 @@ impl Mailer {
         Ok(Mailer::Smtp(transport))
     }
 
-    /// Writes `.eml` files into `dir`, creating it when missing.
+    /// Writes `.eml` files into `dir`, creating it (and its `.partial` folder) when missing.
     pub fn files(dir: &Path) -> anyhow::Result<Self> {
-        std::fs::create_dir_all(dir).map_err(|e| anyhow::anyhow!("cannot create MAIL_DIR '{}': {e}", dir.display()))?;
-        Ok(Mailer::Files(AsyncFileTransport::new(dir)))
+        let partial = dir.join(PARTIAL);
+        std::fs::create_dir_all(&partial)
+            .map_err(|e| anyhow::anyhow!("cannot create MAIL_DIR '{}': {e}", partial.display()))?;
+        Ok(Mailer::Files { writer: AsyncFileTransport::new(&partial), partial, dir: dir.to_path_buf() })
     }
 
     /// Sends one message, waiting for the server's final answer.
@@ -45,8 +57,14 @@ impl Mailer {
                 let reason = error_chain(&error);
                 if error.is_permanent() { AttemptFailure::Permanent(reason) } else { AttemptFailure::Transient(reason) }
             }),
-            Mailer::Files(files) => {
-                files.send(message).await.map(drop).map_err(|error| AttemptFailure::Transient(error_chain(&error)))
+            Mailer::Files { writer, partial, dir } => {
+                let id = writer.send(message).await.map_err(|error| AttemptFailure::Transient(error_chain(&error)))?;
+                let name = format!("{id}.eml");
+                // A failed move leaves the message in `.partial`, where no reader looks, and
+                // the delivery is tried again: nothing is seen twice.
+                tokio::fs::rename(partial.join(&name), dir.join(&name)).await.map_err(|error| {
+                    AttemptFailure::Transient(format!("moving {name} into {}: {error}", dir.display()))
+                })
             }
         }
     }
@@ -54,7 +72,7 @@ impl Mailer {
     fn name(&self) -> &'static str {
         match self {
             Mailer::Smtp(_) => "smtp",
-            Mailer::Files(_) => "file",
+            Mailer::Files { .. } => "file",
         }
     }
 }

@@ -44,6 +44,12 @@ fn tomorrow() -> SystemTime {
     SystemTime::UNIX_EPOCH + Duration::from_secs((now / 3600 + 24) * 3600)
 }
 
+/// The UTC midnight starting the day after tomorrow, plus `hours`.
+fn day_after_tomorrow_at(hours: u64) -> SystemTime {
+    let now = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).expect("after 1970").as_secs();
+    SystemTime::UNIX_EPOCH + Duration::from_secs((now / 86_400 + 2) * 86_400 + hours * 3600)
+}
+
 fn request(
     booking: Uuid,
     version: i64,
@@ -254,6 +260,64 @@ async fn an_assign_with_a_200ms_deadline_behind_a_held_lock_times_out_and_reserv
     // The service is healthy afterwards and the booking can still be seated.
     let retry = assign(&mut client, request(booking, 1, "bistro", 2, tomorrow(), 90)).await.expect("answer");
     assert_eq!(outcome(&retry), pb::AssignOutcome::Assigned);
+}
+
+#[tokio::test]
+async fn an_assign_stuck_in_the_database_holds_up_its_own_day_of_the_restaurant_and_no_other() {
+    let db = TestDb::new().await;
+    let service = services::assign(&db.url).await;
+    let mut client = services::assign_client(&service.url);
+    put_plan(&mut client, "bistro", vec![table("t1", 4, ""), table("t2", 4, "")]).await;
+    let evening = day_after_tomorrow_at(19);
+    let stuck = Uuid::new_v4();
+    let first = assign(&mut client, request(stuck, 1, "bistro", 2, evening, 90)).await.expect("answer");
+    assert_eq!(outcome(&first), pb::AssignOutcome::Assigned);
+
+    // Another session holds the booking's assignment row (as a stuck transaction would), so
+    // the Assign of its next version waits in the middle of its transaction.
+    let mut blocker = db.client().await;
+    let hold = blocker.transaction().await.expect("begin");
+    hold.execute("SELECT 1 FROM assign.bookings WHERE booking_id = $1 FOR UPDATE", &[&stuck]).await.expect("lock");
+    let waiting = {
+        let mut client = client.clone();
+        let mut call = tonic::Request::new(request(stuck, 2, "bistro", 2, evening + Duration::from_secs(1800), 90));
+        call.set_timeout(Duration::from_secs(20));
+        tokio::spawn(async move { client.assign(call).await.map(|r| r.into_inner()) })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!waiting.is_finished(), "the stuck Assign waits for the row");
+
+    // Another day of the same restaurant is seated meanwhile.
+    let mut call =
+        tonic::Request::new(request(Uuid::new_v4(), 1, "bistro", 4, evening + Duration::from_secs(86_400), 90));
+    call.set_timeout(Duration::from_secs(3));
+    let started = Instant::now();
+    let other_day = client.assign(call).await.expect("another day is not held up").into_inner();
+    assert_eq!(outcome(&other_day), pb::AssignOutcome::Assigned);
+    println!("an Assign for another day answered in {:?} while one was stuck", started.elapsed());
+
+    // An overlapping slot of the same day waits its turn, then sees what the stuck one wrote.
+    let same_day = {
+        let mut client = client.clone();
+        let mut call =
+            tonic::Request::new(request(Uuid::new_v4(), 1, "bistro", 4, evening + Duration::from_secs(3600), 90));
+        call.set_timeout(Duration::from_secs(20));
+        tokio::spawn(async move { client.assign(call).await.map(|r| r.into_inner()) })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!same_day.is_finished(), "an Assign for the same day waits for the one under way");
+
+    hold.commit().await.expect("release the row");
+    let moved = waiting.await.expect("task").expect("the stuck Assign ends");
+    assert_eq!(outcome(&moved), pb::AssignOutcome::Assigned);
+    assert_eq!(tables_of(&moved), ["t1"], "version 2 keeps the best table");
+    let same_day = same_day.await.expect("task").expect("the waiting Assign ends");
+    assert_eq!(outcome(&same_day), pb::AssignOutcome::Assigned);
+    assert_eq!(tables_of(&same_day), ["t2"], "seated beside version 2, without a conflict");
+
+    let stored = reservations(&db, "bistro").await;
+    let held: Vec<(&str, i64)> = stored.iter().map(|r| (r.table_id.as_str(), r.version)).collect();
+    assert_eq!(held, [("t1", 2), ("t1", 1), ("t2", 1)], "version 1 of the stuck booking is gone: {stored:?}");
 }
 
 #[tokio::test]
@@ -877,7 +941,8 @@ fn random_plans_and_concurrent_requests_never_double_book_a_table() {
             .map(|(i, (seats, group))| table(&format!("t{i}"), *seats, ["", "a", "b"][*group]))
             .collect();
         let bookings: Vec<Uuid> = (0..8).map(|_| Uuid::new_v4()).collect();
-        let base = tomorrow();
+        // From 22:00 UTC: many slots run past midnight into the next day.
+        let base = day_after_tomorrow_at(22);
         runtime.block_on(async {
             put_plan(&mut client.clone(), &restaurant, plan.clone()).await;
             let calls: Vec<_> = requests

@@ -3,9 +3,9 @@
 //!
 //! Owns transaction boundaries, the time budget (PostgreSQL `lock_timeout` and
 //! `statement_timeout` from the caller's deadline, no COMMIT once it passed), the
-//! per-restaurant turn-taking of reservation writers (a transaction-scoped advisory lock,
-//! so the deterministic best fit never sends concurrent callers racing for the same
-//! tables), retries of any remaining conflict (the exclusion constraint stays the
+//! turn-taking of reservation writers per restaurant and day (transaction-scoped advisory
+//! locks, so the deterministic best fit never sends concurrent callers racing for the same
+//! tables, while other days of the restaurant go on), retries of any remaining conflict (the exclusion constraint stays the
 //! guarantee), and the wake-ups after capacity frees. It must never hold a transaction
 //! across a network call other than to PostgreSQL, and never decide a rule itself: those
 //! live in `domain`.
@@ -334,9 +334,17 @@ async fn attempt_once(
     job: Option<JobContext<'_>>,
 ) -> Result<(Attempt, Option<(RestaurantId, Slot)>), Error> {
     let client = tx.client();
-    // The restaurant's lock first: the reads after it see what the previous holder committed.
+    // The locks of the slot's days first: the reads after them see what the previous
+    // holder committed.
     let mut reads = vec![
-        store::start_assignment(client, budget.database_millis(), &request.restaurant_id, request.booking_id).await?,
+        store::start_assignment(
+            client,
+            budget.database_millis(),
+            &request.restaurant_id,
+            request.slot.days(),
+            request.booking_id,
+        )
+        .await?,
     ];
     if let Some(context) = job {
         reads.push(store::job_still_leased(client, request.booking_id, request.version, context.job.lease_id).await?);

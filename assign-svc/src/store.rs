@@ -87,9 +87,8 @@ fn table_ids_of(ids: Vec<String>) -> Result<Vec<TableId>, Error> {
 /// Starts the work of a transaction: sets its lock and statement timeouts to `millis`,
 /// so PostgreSQL itself stops a statement that would outlive the caller's deadline, and,
 /// with a restaurant, takes that restaurant's exclusive lock until the end of the
-/// transaction. Every transaction that reserves tables or replaces the plan of a
-/// restaurant holds that lock, so they take turns: each reads what the previous one
-/// committed, and none waits on another's reservations in a cycle.
+/// transaction (a floor plan replacement: it waits for the assignments under way there,
+/// and they wait for it; see [`start_assignment`]).
 #[tracing::instrument(level = "debug", skip_all)]
 pub async fn begin_work(tx: &Transaction<'_>, millis: u64, restaurant_id: Option<&RestaurantId>) -> Result<(), Error> {
     let millis = millis.max(1).to_string();
@@ -155,30 +154,43 @@ pub async fn lock_booking(tx: &Transaction<'_>, booking_id: BookingId) -> Result
     booking_state(booking_id, &row)
 }
 
-/// Starts an assignment transaction in one statement: [`begin_work`] with the request's
-/// restaurant (timeouts, then the restaurant's exclusive lock), then [`lock_booking`];
-/// read its row with [`booking_state_of`].
+/// Starts an assignment transaction in one statement: the timeouts of [`begin_work`],
+/// the restaurant's lock shared (so a floor plan replacement, which takes it exclusively,
+/// waits for the assignments under way and they for it), then the exclusive lock of each
+/// day the slot touches in that restaurant (`days`, first and last: [`Slot::days`]), then
+/// [`lock_booking`]; read its row with [`booking_state_of`].
+///
+/// Assignments whose slots overlap share a day, so they take turns: each reads what the
+/// previous one committed, and the deterministic best fit never sends two of them racing
+/// for the same table. Assignments on other days of the restaurant go on meanwhile. Every
+/// transaction takes its locks in the same order (restaurant, days ascending, booking),
+/// so none waits on another in a cycle; the exclusion constraint stays the guarantee.
 #[tracing::instrument(level = "debug", skip_all)]
 pub async fn start_assignment(
     client: &ClientWrapper,
     millis: u64,
     restaurant_id: &RestaurantId,
+    days: (i64, i64),
     booking_id: BookingId,
 ) -> Result<Prepared, Error> {
+    // The day keys have a prefix of their own, so no restaurant id can name a day's lock.
     let statement = client
         .prepare_cached(
             "WITH work AS ( \
                SELECT set_config('lock_timeout', $1, true), set_config('statement_timeout', $1, true), \
-                      pg_advisory_xact_lock(hashtextextended('assign.restaurant:' || $2, 0))) \
+                      pg_advisory_xact_lock_shared(hashtextextended('assign.restaurant:' || $2, 0)), \
+                      pg_advisory_xact_lock(hashtextextended('assign.restaurant-day:' || $4::int8 || ':' || $2, 0)), \
+                      pg_advisory_xact_lock(hashtextextended('assign.restaurant-day:' || $5::int8 || ':' || $2, 0))) \
              INSERT INTO assign.bookings AS b (booking_id) SELECT $3 FROM work \
              ON CONFLICT (booking_id) DO UPDATE SET booking_id = EXCLUDED.booking_id \
              RETURNING newest_version, released_version, assigned_version, restaurant_id, table_ids, \
                        lower(during) AS start_time, upper(during) AS end_time",
         )
         .await?;
+    let (first_day, last_day) = days;
     Ok(Prepared::new(
         statement,
-        params![millis.max(1).to_string(), restaurant_id.as_str().to_string(), booking_id.uuid()],
+        params![millis.max(1).to_string(), restaurant_id.as_str().to_string(), booking_id.uuid(), first_day, last_day],
     ))
 }
 

@@ -221,6 +221,31 @@ impl Slot {
     pub fn end(&self) -> SystemTime {
         self.end
     }
+
+    /// The UTC calendar days (counted from 1970-01-01) of the slot's first and last
+    /// microsecond as PostgreSQL stores them (truncated to the microsecond): every day
+    /// the slot touches lies between them, and the two are equal or consecutive, since a
+    /// slot lasts at most 12 hours. Two slots that overlap share at least one of them.
+    pub fn days(&self) -> (i64, i64) {
+        (day_of(micros(self.start)), day_of(micros(self.end).saturating_sub(1)))
+    }
+}
+
+// A slot never spans more than two days, so its first and last day are all of them.
+const _: () = assert!(MAX_DURATION.as_secs() <= 24 * 60 * 60);
+
+const MICROS_PER_DAY: i64 = 86_400_000_000;
+
+/// Microseconds since 1970-01-01 UTC, truncated towards 1970 (negative before).
+fn micros(at: SystemTime) -> i64 {
+    match at.duration_since(SystemTime::UNIX_EPOCH) {
+        Ok(after) => i64::try_from(after.as_micros()).unwrap_or(i64::MAX),
+        Err(before) => i64::try_from(before.duration().as_micros()).map_or(i64::MIN, |m| -m),
+    }
+}
+
+fn day_of(micros: i64) -> i64 {
+    micros.div_euclid(MICROS_PER_DAY)
 }
 
 /// A parsed request for tables for one booking version.
@@ -296,5 +321,30 @@ mod tests {
         let slot = Slot::new(start, Duration::from_secs(90 * 60)).expect("slot");
         assert_eq!(slot.end(), start + Duration::from_secs(5400));
         assert_eq!(Slot::from_bounds(slot.end(), slot.start()), None, "a stored range is never empty");
+    }
+
+    #[test]
+    fn a_slot_names_the_days_it_touches() {
+        let day = 20_600u64;
+        let midnight = SystemTime::UNIX_EPOCH + Duration::from_secs(day * 86_400);
+        let minutes = |m: u64| Duration::from_secs(m * 60);
+        let day = day as i64;
+        // Within one evening.
+        assert_eq!(Slot::new(midnight - minutes(300), minutes(90)).map(|s| s.days()), Ok((day - 1, day - 1)));
+        // Ending at midnight: the end is exclusive, so the next day is not touched.
+        assert_eq!(Slot::new(midnight - minutes(90), minutes(90)).map(|s| s.days()), Ok((day - 1, day - 1)));
+        // One microsecond past midnight touches the next day.
+        let past = Slot::from_bounds(midnight - minutes(90), midnight + Duration::from_micros(1)).map(|s| s.days());
+        assert_eq!(past, Some((day - 1, day)));
+        // Less than a microsecond past midnight is stored as midnight.
+        let cut = Slot::from_bounds(midnight - minutes(90), midnight + Duration::from_nanos(999)).map(|s| s.days());
+        assert_eq!(cut, Some((day - 1, day - 1)));
+        // Starting at midnight; spanning it; the longest slot.
+        assert_eq!(Slot::new(midnight, minutes(15)).map(|s| s.days()), Ok((day, day)));
+        assert_eq!(Slot::new(midnight - minutes(60), minutes(120)).map(|s| s.days()), Ok((day - 1, day)));
+        assert_eq!(Slot::new(midnight + minutes(720), minutes(720)).map(|s| s.days()), Ok((day, day)));
+        // Before 1970 the days count down.
+        let early = Slot::new(SystemTime::UNIX_EPOCH - minutes(60), minutes(120)).map(|s| s.days());
+        assert_eq!(early, Ok((-1, 0)));
     }
 }

@@ -16,7 +16,7 @@ use std::{
     collections::{BTreeMap, HashMap},
     time::{Duration, Instant, SystemTime},
 };
-use support::{db::TestDb, eventually, services};
+use support::{db::TestDb, eventually, process, services};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::Code;
@@ -318,6 +318,63 @@ async fn an_assign_stuck_in_the_database_holds_up_its_own_day_of_the_restaurant_
     let stored = reservations(&db, "bistro").await;
     let held: Vec<(&str, i64)> = stored.iter().map(|r| (r.table_id.as_str(), r.version)).collect();
     assert_eq!(held, [("t1", 2), ("t1", 1), ("t2", 1)], "version 1 of the stuck booking is gone: {stored:?}");
+}
+
+#[tokio::test]
+async fn an_assign_svc_frozen_inside_its_transaction_holds_the_day_no_longer_than_its_deadline() {
+    let db = TestDb::new().await;
+    let frozen = process::ServiceProcess::start_serving("assign-svc", &[("DATABASE_URL", &db.url)]).await;
+    let other = services::assign(&db.url).await;
+    let mut client = services::assign_client(&other.url);
+    put_plan(&mut client, "bistro", vec![table("t1", 4, ""), table("t2", 4, "")]).await;
+    let evening = day_after_tomorrow_at(19);
+    let stuck = Uuid::new_v4();
+    let first = assign(&mut client, request(stuck, 1, "bistro", 2, evening, 90)).await.expect("answer");
+    assert_eq!(tables_of(&first), ["t1"]);
+
+    // The frozen replica's Assign of version 2 starts its transaction and waits for the
+    // booking's row, held by another session; the replica is frozen (SIGSTOP) meanwhile,
+    // and the row let go: its transaction now sits idle, holding the evening's turn.
+    let mut blocker = db.client().await;
+    let hold = blocker.transaction().await.expect("begin");
+    hold.execute("SELECT 1 FROM assign.bookings WHERE booking_id = $1 FOR UPDATE", &[&stuck]).await.expect("lock");
+    let waiting = {
+        let mut client = services::assign_client(&frozen.url);
+        let mut call = tonic::Request::new(request(stuck, 2, "bistro", 2, evening + Duration::from_secs(1800), 90));
+        call.set_timeout(Duration::from_millis(1500));
+        tokio::spawn(async move { client.assign(call).await.map(|r| r.into_inner()) })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    frozen.freeze();
+    hold.commit().await.expect("let the row go");
+
+    // The other replica seats an overlapping booking once PostgreSQL has ended the frozen
+    // transaction, which may not outlive its caller's deadline of 1.5 s.
+    let mut call =
+        tonic::Request::new(request(Uuid::new_v4(), 1, "bistro", 2, evening + Duration::from_secs(3600), 90));
+    call.set_timeout(Duration::from_secs(10));
+    let started = Instant::now();
+    let seated = client.assign(call).await.expect("the evening is not held for the frozen replica").into_inner();
+    let waited = started.elapsed();
+    assert_eq!(outcome(&seated), pb::AssignOutcome::Assigned);
+    assert_eq!(tables_of(&seated), ["t2"], "t1 still holds version 1 of the stuck booking");
+    assert!(waited < Duration::from_secs(5), "waited {waited:?} for a transaction whose deadline was 1.5 s");
+    println!("seated after {waited:?} beside a replica frozen inside its transaction");
+    // tonic ends a call whose own timeout expired as CANCELLED ("Timeout expired").
+    let status = waiting.await.expect("task").expect_err("the frozen replica's caller gave up");
+    assert!(matches!(status.code(), Code::DeadlineExceeded | Code::Cancelled), "{status:?}");
+
+    // Thawed, the replica serves again, and its cut-off transaction left nothing behind.
+    frozen.thaw();
+    let mut thawed = services::assign_client(&frozen.url);
+    let next_day = request(Uuid::new_v4(), 1, "bistro", 2, evening + Duration::from_secs(86_400), 90);
+    let answer = assign(&mut thawed, next_day).await.expect("the thawed replica answers");
+    assert_eq!(outcome(&answer), pb::AssignOutcome::Assigned);
+    let stored = reservations(&db, "bistro").await;
+    let held: Vec<(&str, Uuid, i64)> = stored.iter().map(|r| (r.table_id.as_str(), r.booking_id, r.version)).collect();
+    assert_eq!(held[0], ("t1", stuck, 1), "{stored:?}");
+    assert_eq!(held.len(), 3, "{stored:?}");
+    assert!(held.iter().all(|(_, booking, version)| *booking != stuck || *version == 1), "{stored:?}");
 }
 
 #[tokio::test]

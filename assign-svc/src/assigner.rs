@@ -1,12 +1,13 @@
 //! The transactions of assign-svc: Assign (shared by the unary call and the reassign
 //! scheduler), Release, floor plans, and the submit of a reassign job.
 //!
-//! Owns transaction boundaries, the time budget (PostgreSQL `lock_timeout` and
-//! `statement_timeout` from the caller's deadline, no COMMIT once it passed), the
-//! turn-taking of reservation writers per restaurant and day (transaction-scoped advisory
-//! locks, so the deterministic best fit never sends concurrent callers racing for the same
-//! tables, while other days of the restaurant go on), retries of any remaining conflict (the exclusion constraint stays the
-//! guarantee), and the wake-ups after capacity frees. It must never hold a transaction
+//! Owns transaction boundaries, the time budget (PostgreSQL `lock_timeout`,
+//! `statement_timeout` and `idle_in_transaction_session_timeout` from the caller's
+//! deadline, no COMMIT once it passed), the turn-taking of reservation writers per
+//! restaurant and day (transaction-scoped advisory locks, so the deterministic best fit
+//! never sends concurrent callers racing for the same tables, while other days of the
+//! restaurant go on), retries of any remaining conflict (the exclusion constraint stays
+//! the guarantee), and the wake-ups after capacity frees. It must never hold a transaction
 //! across a network call other than to PostgreSQL, and never decide a rule itself: those
 //! live in `domain`.
 

@@ -84,8 +84,11 @@ fn table_ids_of(ids: Vec<String>) -> Result<Vec<TableId>, Error> {
     ids.iter().map(|id| stored("table id", TableId::parse(id))).collect()
 }
 
-/// Starts the work of a transaction: sets its lock and statement timeouts to `millis`,
-/// so PostgreSQL itself stops a statement that would outlive the caller's deadline, and,
+/// Starts the work of a transaction: sets its lock, statement and idle timeouts to
+/// `millis`, so PostgreSQL itself stops a statement that would outlive the caller's
+/// deadline, and ends the session of a transaction left idle that long (its process
+/// frozen or stalled between two round trips: what it holds is freed for the others and
+/// it could not commit in time anyway), and,
 /// with a restaurant, takes that restaurant's exclusive lock until the end of the
 /// transaction (a floor plan replacement: it waits for the assignments under way there,
 /// and they wait for it; see [`start_assignment`]).
@@ -97,6 +100,7 @@ pub async fn begin_work(tx: &Transaction<'_>, millis: u64, restaurant_id: Option
             let statement = tx
                 .prepare_cached(
                     "SELECT set_config('lock_timeout', $1, true), set_config('statement_timeout', $1, true), \
+                      set_config('idle_in_transaction_session_timeout', $1, true), \
                             pg_advisory_xact_lock(hashtextextended('assign.restaurant:' || $2, 0))",
                 )
                 .await?;
@@ -105,7 +109,8 @@ pub async fn begin_work(tx: &Transaction<'_>, millis: u64, restaurant_id: Option
         None => {
             let statement = tx
                 .prepare_cached(
-                    "SELECT set_config('lock_timeout', $1, true), set_config('statement_timeout', $1, true)",
+                    "SELECT set_config('lock_timeout', $1, true), set_config('statement_timeout', $1, true), \
+                      set_config('idle_in_transaction_session_timeout', $1, true)",
                 )
                 .await?;
             tx.query_one(&statement, &[&millis]).await?;
@@ -178,6 +183,7 @@ pub async fn start_assignment(
         .prepare_cached(
             "WITH work AS ( \
                SELECT set_config('lock_timeout', $1, true), set_config('statement_timeout', $1, true), \
+                      set_config('idle_in_transaction_session_timeout', $1, true), \
                       pg_advisory_xact_lock_shared(hashtextextended('assign.restaurant:' || $2, 0)), \
                       pg_advisory_xact_lock(hashtextextended('assign.restaurant-day:' || $4::int8 || ':' || $2, 0)), \
                       pg_advisory_xact_lock(hashtextextended('assign.restaurant-day:' || $5::int8 || ':' || $2, 0))) \

@@ -119,6 +119,24 @@ impl From<DbError> for tonic::Status {
     }
 }
 
+/// How long a session of these services may sit idle inside a transaction before
+/// PostgreSQL ends it. The services never wait on anything but the database inside a
+/// transaction, so a transaction idle this long belongs to a process frozen or stalled
+/// mid-way: ending it frees the rows and locks it holds for the other replicas (it rolls
+/// back; the frozen caller finds its connection closed when it wakes). A transaction may
+/// set a shorter bound for itself (assign-svc's carry the caller's deadline).
+pub const IDLE_IN_TRANSACTION_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The session options of every connection: [`IDLE_IN_TRANSACTION_TIMEOUT`], then those
+/// the URL gives (PostgreSQL applies them in order, so the URL's win).
+fn session_options(given: Option<&str>) -> String {
+    let idle = format!("-c idle_in_transaction_session_timeout={}", IDLE_IN_TRANSACTION_TIMEOUT.as_millis());
+    match given {
+        Some(given) if !given.trim().is_empty() => format!("{idle} {given}"),
+        _ => idle,
+    }
+}
+
 /// A pool plus the readiness of the service's schema.
 #[derive(Clone)]
 pub struct Database {
@@ -144,6 +162,8 @@ impl Database {
     pub fn connect_lazy(url: &str, max_size: usize) -> anyhow::Result<Self> {
         let mut config = tokio_postgres::Config::from_str(url)?;
         config.connect_timeout(Duration::from_secs(3));
+        let options = session_options(config.get_options());
+        config.options(&options);
         if config.get_application_name().is_none() {
             config.application_name(env!("CARGO_PKG_NAME"));
         }
@@ -616,5 +636,23 @@ impl Drop for Tx {
             }
             Err(_) => drop(Object::take(client)),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_session_bounds_idle_transactions_unless_the_url_says_otherwise() {
+        let plain = tokio_postgres::Config::from_str("postgres://u@localhost/db").expect("url");
+        assert_eq!(session_options(plain.get_options()), "-c idle_in_transaction_session_timeout=5000");
+        let url = "postgres://u@localhost/db?options=-c%20idle_in_transaction_session_timeout%3D60000";
+        let given = tokio_postgres::Config::from_str(url).expect("url");
+        assert_eq!(
+            session_options(given.get_options()),
+            "-c idle_in_transaction_session_timeout=5000 -c idle_in_transaction_session_timeout=60000",
+            "the URL's own setting comes last, so PostgreSQL keeps it"
+        );
     }
 }

@@ -436,6 +436,65 @@ async fn postgres_restarted_mid_flow_loses_no_edit_and_mails_nothing_twice() {
 }
 
 #[tokio::test]
+async fn a_replica_frozen_inside_a_transaction_holds_its_booking_for_seconds_not_until_thawed() {
+    let stack = Stack::start(Options { tables: vec![("t1", 4), ("t2", 4)], ..Default::default() }).await;
+    let mut client = stack.booking();
+    let booking = create_confirmed(&mut client, slot(1, 19), 2).await;
+    let id = booking.id.clone();
+    stack.wait_for_mail(&id, "BOOKING_CONFIRMED", 1).await;
+    let frozen = stack.booking_process(&[]).await;
+
+    // The second replica's cancel locks the booking's row, after waiting for it behind
+    // another session; the replica is frozen (SIGSTOP) meanwhile, and the row let go: its
+    // transaction now sits idle holding the row.
+    let mut blocker = stack.db.client().await;
+    let hold = blocker.transaction().await.expect("begin");
+    let uuid: uuid::Uuid = id.parse().expect("booking id");
+    hold.execute("SELECT 1 FROM booking.bookings WHERE id = $1 FOR UPDATE", &[&uuid]).await.expect("lock");
+    let cancel = {
+        let mut client = support::services::booking_client(&frozen.url);
+        let mut call = tonic::Request::new(pb::CancelBookingRequest { booking_id: id.clone(), ..Default::default() });
+        call.set_timeout(Duration::from_secs(2));
+        tokio::spawn(async move { client.cancel_booking(call).await })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    frozen.freeze();
+    hold.commit().await.expect("let the row go");
+
+    // The guest's edit on the first replica goes through once PostgreSQL has ended the
+    // frozen transaction (idle in a transaction for 5 s), and the cancel never happened.
+    let mut edit = edit_request(&id);
+    edit.expected_version = Some(1);
+    edit.party_size = Some(3);
+    let mut call = tonic::Request::new(edit);
+    call.set_timeout(Duration::from_secs(20));
+    let started = Instant::now();
+    let edited = client.edit_booking(call).await.expect("the edit is not held up until the thaw").into_inner();
+    let waited = started.elapsed();
+    println!("the edit answered after {waited:?} beside a replica frozen inside its transaction");
+    assert!(waited < Duration::from_secs(10), "waited {waited:?}");
+    let edited_booking = edited.booking.expect("booking");
+    assert_eq!((edited_booking.version, edited_booking.party_size), (2, 3));
+    assert_ne!(edited_booking.status, pb::BookingStatus::Cancelled as i32);
+    assert!(cancel.await.expect("task").is_err(), "the frozen replica's caller gave up");
+
+    // Thawed, that replica answers again and sees the edit; no cancellation was mailed.
+    frozen.thaw();
+    let mut thawed = support::services::booking_client(&frozen.url);
+    let now = eventually(Duration::from_secs(10), "the thawed replica answers", || {
+        let mut thawed = thawed.clone();
+        let id = id.clone();
+        async move { thawed.get_booking(pb::GetBookingRequest { booking_id: id }).await.ok() }
+    })
+    .await
+    .into_inner();
+    assert_eq!(now.booking.map(|b| (b.version, b.party_size)), Some((2, 3)));
+    thawed.edit_booking(edit_request(&id)).await.expect("a no-op edit on the thawed replica");
+    stack.settle(&[&id]).await;
+    assert_eq!(stack.mails_for(&id), vec!["BOOKING_CONFIRMED:1", "MODIFICATION_CONFIRMED:2"]);
+}
+
+#[tokio::test]
 async fn two_quick_edits_never_confirm_the_superseded_version() {
     let stack = Stack::start(Options::default()).await;
     let mut client = stack.booking();

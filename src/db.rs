@@ -124,7 +124,7 @@ impl From<DbError> for tonic::Status {
 /// transaction, so a transaction idle this long belongs to a process frozen or stalled
 /// mid-way: ending it frees the rows and locks it holds for the other replicas (it rolls
 /// back; the frozen caller finds its connection closed when it wakes). A transaction may
-/// set a shorter bound for itself (assign-svc's carry the caller's deadline).
+/// set a shorter bound for itself (assign-svc's: the caller's deadline, when shorter).
 pub const IDLE_IN_TRANSACTION_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The session options of every connection: [`IDLE_IN_TRANSACTION_TIMEOUT`], then those

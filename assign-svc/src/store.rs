@@ -12,7 +12,10 @@ use crate::{
     error::Error,
 };
 use deadpool_postgres::{ClientWrapper, GenericClient, Transaction};
-use platform::{db::Prepared, params};
+use platform::{
+    db::{IDLE_IN_TRANSACTION_TIMEOUT, Prepared},
+    params,
+};
 use std::collections::HashMap;
 use std::time::SystemTime;
 use tokio_postgres::Row;
@@ -84,39 +87,47 @@ fn table_ids_of(ids: Vec<String>) -> Result<Vec<TableId>, Error> {
     ids.iter().map(|id| stored("table id", TableId::parse(id))).collect()
 }
 
-/// Starts the work of a transaction: sets its lock, statement and idle timeouts to
-/// `millis`, so PostgreSQL itself stops a statement that would outlive the caller's
-/// deadline, and ends the session of a transaction left idle that long (its process
-/// frozen or stalled between two round trips: what it holds is freed for the others and
-/// it could not commit in time anyway), and,
-/// with a restaurant, takes that restaurant's exclusive lock until the end of the
-/// transaction (a floor plan replacement: it waits for the assignments under way there,
-/// and they wait for it; see [`start_assignment`]).
+/// Starts the work of a transaction: sets its lock and statement timeouts to `millis`,
+/// so PostgreSQL itself stops a statement that would outlive the caller's deadline, and
+/// its idle timeout to the same, at most [`IDLE_IN_TRANSACTION_TIMEOUT`], so PostgreSQL
+/// ends the session of a transaction left idle that long (its process frozen or stalled
+/// between two round trips: what it holds is freed for the others, and it could not
+/// commit in time anyway). With a restaurant, it also takes that restaurant's exclusive
+/// lock until the end of the transaction (a floor plan replacement: it waits for the
+/// assignments under way there, and they wait for it; see [`start_assignment`]).
 #[tracing::instrument(level = "debug", skip_all)]
 pub async fn begin_work(tx: &Transaction<'_>, millis: u64, restaurant_id: Option<&RestaurantId>) -> Result<(), Error> {
-    let millis = millis.max(1).to_string();
+    let (millis, idle) = timeouts(millis);
     match restaurant_id {
         Some(restaurant_id) => {
             let statement = tx
                 .prepare_cached(
                     "SELECT set_config('lock_timeout', $1, true), set_config('statement_timeout', $1, true), \
-                      set_config('idle_in_transaction_session_timeout', $1, true), \
+                            set_config('idle_in_transaction_session_timeout', $3, true), \
                             pg_advisory_xact_lock(hashtextextended('assign.restaurant:' || $2, 0))",
                 )
                 .await?;
-            tx.query_one(&statement, &[&millis, &restaurant_id.as_str()]).await?;
+            tx.query_one(&statement, &[&millis, &restaurant_id.as_str(), &idle]).await?;
         }
         None => {
             let statement = tx
                 .prepare_cached(
                     "SELECT set_config('lock_timeout', $1, true), set_config('statement_timeout', $1, true), \
-                      set_config('idle_in_transaction_session_timeout', $1, true)",
+                            set_config('idle_in_transaction_session_timeout', $2, true)",
                 )
                 .await?;
-            tx.query_one(&statement, &[&millis]).await?;
+            tx.query_one(&statement, &[&millis, &idle]).await?;
         }
     }
     Ok(())
+}
+
+/// The lock and statement timeout (`millis`, at least 1) and the idle timeout (the same,
+/// at most [`IDLE_IN_TRANSACTION_TIMEOUT`]) of a transaction, as PostgreSQL settings.
+fn timeouts(millis: u64) -> (String, String) {
+    let millis = millis.max(1);
+    let idle = millis.min(u64::try_from(IDLE_IN_TRANSACTION_TIMEOUT.as_millis()).unwrap_or(u64::MAX));
+    (millis.to_string(), idle.to_string())
 }
 
 fn booking_state(booking_id: BookingId, row: &Row) -> Result<BookingState, Error> {
@@ -159,8 +170,8 @@ pub async fn lock_booking(tx: &Transaction<'_>, booking_id: BookingId) -> Result
     booking_state(booking_id, &row)
 }
 
-/// Starts an assignment transaction in one statement: the timeouts of [`begin_work`],
-/// the restaurant's lock shared (so a floor plan replacement, which takes it exclusively,
+/// Starts an assignment transaction in one statement: the timeouts of [`begin_work`], the
+/// restaurant's lock shared (so a floor plan replacement, which takes it exclusively,
 /// waits for the assignments under way and they for it), then the exclusive lock of each
 /// day the slot touches in that restaurant (`days`, first and last: [`Slot::days`]), then
 /// [`lock_booking`]; read its row with [`booking_state_of`].
@@ -183,7 +194,7 @@ pub async fn start_assignment(
         .prepare_cached(
             "WITH work AS ( \
                SELECT set_config('lock_timeout', $1, true), set_config('statement_timeout', $1, true), \
-                      set_config('idle_in_transaction_session_timeout', $1, true), \
+                      set_config('idle_in_transaction_session_timeout', $6, true), \
                       pg_advisory_xact_lock_shared(hashtextextended('assign.restaurant:' || $2, 0)), \
                       pg_advisory_xact_lock(hashtextextended('assign.restaurant-day:' || $4::int8 || ':' || $2, 0)), \
                       pg_advisory_xact_lock(hashtextextended('assign.restaurant-day:' || $5::int8 || ':' || $2, 0))) \
@@ -194,9 +205,10 @@ pub async fn start_assignment(
         )
         .await?;
     let (first_day, last_day) = days;
+    let (millis, idle) = timeouts(millis);
     Ok(Prepared::new(
         statement,
-        params![millis.max(1).to_string(), restaurant_id.as_str().to_string(), booking_id.uuid(), first_day, last_day],
+        params![millis, restaurant_id.as_str().to_string(), booking_id.uuid(), first_day, last_day, idle],
     ))
 }
 

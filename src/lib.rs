@@ -9,7 +9,6 @@
 pub mod backoff;
 pub mod db;
 pub mod grpc;
-pub mod local_pg;
 pub mod proto;
 pub mod service;
 pub mod settings;

@@ -365,7 +365,7 @@ async fn an_idempotency_key_answers_its_first_result_for_its_retention_then_is_f
 #[tokio::test]
 async fn postgres_restarted_mid_flow_loses_no_edit_and_mails_nothing_twice() {
     // A private cluster, so that stopping PostgreSQL disturbs no other test.
-    let mut cluster = tokio::task::spawn_blocking(|| platform::local_pg::LocalCluster::start(0))
+    let mut cluster = tokio::task::spawn_blocking(|| booking_tools::local_pg::LocalCluster::start(0))
         .await
         .expect("join")
         .expect("a private PostgreSQL cluster");

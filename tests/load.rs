@@ -981,7 +981,7 @@ fn check_booking(id: &str, seen: &Seen<'_>, totals: &mut Totals, failures: &mut 
 async fn benchmark_drives_a_real_stack_and_reports_its_figures() {
     let stack = Stack::start(Options { assign_process: true, booking_in_process: false, ..Options::default() }).await;
     let booking = stack.booking_process(&[]).await;
-    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_booking-bench"))
+    let output = tokio::process::Command::new(support::process::binary("booking-bench"))
         .args(["--booking-url", &booking.url, "--assign-url", &stack.assign.url()])
         .args(["--concurrency", "4", "--duration", "1s", "--warmup", "1", "--restaurants", "2"])
         .args(["--bookings-per-client", "2", "--json"])

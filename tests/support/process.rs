@@ -9,15 +9,16 @@ use std::{
     time::Duration,
 };
 
-/// Path of a workspace binary. Built (once per test process) when missing or older than
-/// this test executable, which is rebuilt whenever any service's code changes.
+/// Path of a workspace binary (a service's, or a tool's from `bench/`). Built (once per
+/// test process) when missing or older than this test executable, which is rebuilt
+/// whenever any service's code changes.
 pub fn binary(name: &str) -> PathBuf {
     static BUILT: OnceLock<()> = OnceLock::new();
     let path = target_dir().join(name);
     BUILT.get_or_init(|| {
         let modified = |p: &std::path::Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
         let test_exe = std::env::current_exe().ok().and_then(|exe| modified(&exe));
-        let fresh = ["booking-svc", "assign-svc", "notify-svc"]
+        let fresh = ["booking-svc", "assign-svc", "notify-svc", "booking-stack", "booking-bench"]
             .iter()
             .all(|bin| matches!((modified(&target_dir().join(bin)), test_exe), (Some(b), Some(t)) if b >= t));
         if fresh {

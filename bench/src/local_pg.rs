@@ -1,6 +1,8 @@
-//! A private, throwaway PostgreSQL cluster started from the local PostgreSQL binaries:
-//! for the one-command stack when no server answers, and for tests that must restart
-//! PostgreSQL without disturbing anyone else's databases.
+//! A private, throwaway PostgreSQL cluster.
+//!
+//! Started from the local PostgreSQL binaries: for the one-command stack when no server
+//! answers, and for tests that must restart PostgreSQL without disturbing anyone else's
+//! databases.
 //!
 //! It owns one data directory and one port; dropping it stops the server and deletes the
 //! directory. It never touches the machine's own clusters.

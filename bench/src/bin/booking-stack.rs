@@ -6,11 +6,9 @@
 //! exit). Puts a demo floor plan, prints grpcurl lines to try, and runs until Ctrl-C or
 //! SIGTERM, then stops everything gracefully.
 
+use booking_tools::local_pg::LocalCluster;
 use clap::Parser;
-use platform::{
-    local_pg::LocalCluster,
-    proto::assign::v1::{PutFloorPlanRequest, Table, assign_service_client::AssignServiceClient},
-};
+use platform::proto::assign::v1::{PutFloorPlanRequest, Table, assign_service_client::AssignServiceClient};
 use std::{
     path::PathBuf,
     process::{ExitCode, Stdio},

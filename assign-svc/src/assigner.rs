@@ -17,7 +17,7 @@ use crate::{
         VersionCheck, best_fit, check_version, decide_submit, invalidated_bookings,
     },
     error::Error,
-    store::{self, ClaimedJob},
+    store::{self, jobs::ClaimedJob},
 };
 use deadpool_postgres::{Object, Transaction};
 use platform::db::{Database, Tx};
@@ -151,9 +151,9 @@ impl Assigner {
         let mut client = self.client(budget).await?;
         let result = timeout_at(budget.end, async {
             let tx = client.transaction().await?;
-            store::begin_work(&tx, budget.database_millis(), None).await?;
-            let state = store::lock_booking(&tx, booking_id).await?;
-            let released = store::release(&tx, booking_id).await?;
+            store::locks::begin_work(&tx, budget.database_millis(), None).await?;
+            let state = store::bookings::lock_booking(&tx, booking_id).await?;
+            let released = store::bookings::release(&tx, booking_id).await?;
             commit_within(tx, budget).await?;
             Ok((released, state))
         })
@@ -175,14 +175,14 @@ impl Assigner {
         let mut client = self.client(budget).await?;
         let result = timeout_at(budget.end, async {
             let tx = client.transaction().await?;
-            store::begin_work(&tx, budget.database_millis(), Some(plan.restaurant_id())).await?;
-            let live = store::live_assignments(&tx, plan.restaurant_id()).await?;
+            store::locks::begin_work(&tx, budget.database_millis(), Some(plan.restaurant_id())).await?;
+            let live = store::reservations::live_assignments(&tx, plan.restaurant_id()).await?;
             let broken = invalidated_bookings(&plan, &live);
             if !broken.is_empty() {
                 tx.rollback().await?;
                 return Err(Error::PlanBreaksAssignments(broken));
             }
-            let updated_at = store::replace_plan(&tx, &plan).await?;
+            let updated_at = store::plans::replace_plan(&tx, &plan).await?;
             commit_within(tx, budget).await?;
             Ok(updated_at)
         })
@@ -196,7 +196,7 @@ impl Assigner {
     #[tracing::instrument(skip_all, fields(restaurant.id = %restaurant_id))]
     pub async fn plan(&self, restaurant_id: &RestaurantId, budget: Budget) -> Result<(FloorPlan, SystemTime), Error> {
         let client = self.client(budget).await?;
-        let result = timeout_at(budget.end, store::plan_of(&client, restaurant_id)).await;
+        let result = timeout_at(budget.end, store::plans::plan_of(&client, restaurant_id)).await;
         let found = settle(client, result)?;
         found.ok_or_else(|| Error::PlanNotFound(restaurant_id.clone()))
     }
@@ -213,21 +213,21 @@ impl Assigner {
         let mut client = self.client(budget).await?;
         let result = timeout_at(budget.end, async {
             let tx = client.transaction().await?;
-            store::begin_work(&tx, budget.database_millis(), None).await?;
-            let state = store::lock_booking(&tx, request.booking_id).await?;
-            let job = store::lock_job(&tx, request.booking_id).await?;
+            store::locks::begin_work(&tx, budget.database_millis(), None).await?;
+            let state = store::bookings::lock_booking(&tx, request.booking_id).await?;
+            let job = store::jobs::lock_job(&tx, request.booking_id).await?;
             let answer = decide_submit(&state, job.as_ref(), request.version);
             match &answer {
                 SubmitAnswer::NewJob { supersedes } => {
-                    store::put_job(&tx, request, trace_context).await?;
+                    store::jobs::put_job(&tx, request, trace_context).await?;
                     if let (Some(older), Some(job)) = (supersedes, &job) {
-                        store::notify_superseded(&tx, request.booking_id, *older, job.attempts).await?;
+                        store::notify::notify_superseded(&tx, request.booking_id, *older, job.attempts).await?;
                     }
-                    store::notify_wake(&tx, &request.restaurant_id).await?;
+                    store::notify::notify_wake(&tx, &request.restaurant_id).await?;
                 }
                 SubmitAnswer::Reopen => {
-                    store::reopen_job(&tx, request.booking_id, request.version).await?;
-                    store::notify_wake(&tx, &request.restaurant_id).await?;
+                    store::jobs::reopen_job(&tx, request.booking_id, request.version).await?;
+                    store::notify::notify_wake(&tx, &request.restaurant_id).await?;
                 }
                 _ => {}
             }
@@ -244,7 +244,7 @@ impl Assigner {
     #[tracing::instrument(skip_all, fields(booking.id = %booking_id))]
     pub async fn cancel(&self, booking_id: BookingId, budget: Budget) -> Result<bool, Error> {
         let client = self.client(budget).await?;
-        let result = timeout_at(budget.end, store::cancel_job(&client, booking_id)).await;
+        let result = timeout_at(budget.end, store::jobs::cancel_job(&client, booking_id)).await;
         settle(client, result)
     }
 
@@ -255,9 +255,9 @@ impl Assigner {
         let mut client = self.client(budget).await?;
         let result = timeout_at(budget.end, async {
             let tx = client.transaction().await?;
-            store::begin_work(&tx, budget.database_millis(), None).await?;
+            store::locks::begin_work(&tx, budget.database_millis(), None).await?;
             let retry_at = retry_time(context);
-            let recorded = store::record_job_failure(&tx, context.job, retry_at, reason).await?;
+            let recorded = store::jobs::record_job_failure(&tx, context.job, retry_at, reason).await?;
             commit_within(tx, budget).await?;
             Ok(recorded)
         })
@@ -278,7 +278,7 @@ impl Assigner {
     async fn wake(&self, restaurant_id: RestaurantId, slot: Option<Slot>) {
         let result = async {
             let client = self.database.client().await?;
-            store::wake_jobs(&client, &restaurant_id, slot).await
+            store::jobs::wake_jobs(&client, &restaurant_id, slot).await
         }
         .await;
         match result {
@@ -338,7 +338,7 @@ async fn attempt_once(
     // The locks of the slot's days first: the reads after them see what the previous
     // holder committed.
     let mut reads = vec![
-        store::start_assignment(
+        store::locks::start_assignment(
             client,
             budget.database_millis(),
             &request.restaurant_id,
@@ -348,11 +348,13 @@ async fn attempt_once(
         .await?,
     ];
     if let Some(context) = job {
-        reads.push(store::job_still_leased(client, request.booking_id, request.version, context.job.lease_id).await?);
+        reads.push(
+            store::jobs::job_still_leased(client, request.booking_id, request.version, context.job.lease_id).await?,
+        );
     }
-    reads.push(store::tables_for(client, request).await?);
+    reads.push(store::reservations::tables_for(client, request).await?);
     let rows = tx.run(&reads).await?;
-    let state = store::booking_state_of(request.booking_id, &rows[0])?;
+    let state = store::bookings::booking_state_of(request.booking_id, &rows[0])?;
     if job.is_some() && rows[1].is_empty() {
         tx.rollback().await?;
         return Ok((Attempt::JobGone, None));
@@ -365,7 +367,7 @@ async fn attempt_once(
         VersionCheck::Older { newest_version } => Attempt::Older { newest_version },
         VersionCheck::AlreadyAssigned(held) => Attempt::AlreadyAssigned(held),
         VersionCheck::Attempt => {
-            let tables = store::tables_of(rows.last().map_or(&[][..], Vec::as_slice))?;
+            let tables = store::reservations::tables_of(rows.last().map_or(&[][..], Vec::as_slice))?;
             match best_fit(&tables, request.party_size) {
                 _ if tables.is_empty() => Attempt::UnknownRestaurant,
                 None => Attempt::NoCapacity,
@@ -374,7 +376,10 @@ async fn attempt_once(
                         freed = state.held_restaurant.clone().zip(state.held.as_ref().map(|held| held.slot));
                     }
                     let replaces = freed.as_ref().map(|(restaurant, slot)| (restaurant, *slot));
-                    writes.push(store::record_assignment(client, request, &table_ids, job.is_some(), replaces).await?);
+                    writes.push(
+                        store::reservations::record_assignment(client, request, &table_ids, job.is_some(), replaces)
+                            .await?,
+                    );
                     assigned = true;
                     Attempt::Assigned(Assignment {
                         booking_id: request.booking_id,
@@ -389,7 +394,7 @@ async fn attempt_once(
     match (&attempt, job) {
         (Attempt::NoCapacity | Attempt::UnknownRestaurant, context) => {
             if request.version.get() > state.newest_version && (context.is_some() || attempt == Attempt::NoCapacity) {
-                writes.push(store::record_newest_version(client, request.booking_id, request.version).await?);
+                writes.push(store::bookings::record_newest_version(client, request.booking_id, request.version).await?);
             }
             if let Some(context) = context {
                 let reason = match attempt {
@@ -397,18 +402,19 @@ async fn attempt_once(
                     _ => "no capacity".to_string(),
                 };
                 writes.push(
-                    store::record_job_failure_statement(client, context.job, retry_time(context), &reason).await?,
+                    store::jobs::record_job_failure_statement(client, context.job, retry_time(context), &reason)
+                        .await?,
                 );
             }
         }
         (Attempt::AlreadyAssigned(_), Some(context)) => {
-            writes.push(store::finish_job(client, context.job, JobState::Assigned).await?);
+            writes.push(store::jobs::finish_job(client, context.job, JobState::Assigned).await?);
         }
         (Attempt::Older { .. }, Some(context)) => {
-            writes.push(store::finish_job(client, context.job, JobState::Superseded).await?);
+            writes.push(store::jobs::finish_job(client, context.job, JobState::Superseded).await?);
         }
         (Attempt::Released { .. }, Some(context)) => {
-            writes.push(store::finish_job(client, context.job, JobState::Released).await?);
+            writes.push(store::jobs::finish_job(client, context.job, JobState::Released).await?);
         }
         _ => {}
     }
@@ -420,7 +426,10 @@ async fn attempt_once(
     } else {
         let rows = tx.commit_with(&writes).await?;
         // Wake the jobs waiting where tables were freed only when there are any.
-        if assigned && freed.is_some() && !store::freed_capacity_wanted(rows.first().map_or(&[][..], Vec::as_slice))? {
+        if assigned
+            && freed.is_some()
+            && !store::reservations::freed_capacity_wanted(rows.first().map_or(&[][..], Vec::as_slice))?
+        {
             freed = None;
         }
     }

@@ -8,7 +8,7 @@
 use crate::{
     api::encode_update,
     domain::{BookingId, JobUpdate, UpdateKind},
-    store::{self, JobPayload},
+    store::{self, notify::JobPayload},
 };
 use platform::{db::Database, proto::assign::v1 as pb};
 use std::{
@@ -117,7 +117,7 @@ impl Hub {
     /// Forwards the updates published by every replica (NOTIFY) to the streams watching
     /// them, until `shutdown`; then ends every stream.
     pub async fn run(self: Arc<Self>, shutdown: CancellationToken) {
-        let mut payloads = self.database.listen_payloads(store::UPDATES_CHANNEL, shutdown.clone());
+        let mut payloads = self.database.listen_payloads(store::notify::UPDATES_CHANNEL, shutdown.clone());
         let mut connected_before = false;
         loop {
             tokio::select! {
@@ -187,7 +187,7 @@ impl Hub {
         for booking_id in watched {
             let found = async {
                 let client = self.database.client().await?;
-                store::job_payload(&client, booking_id).await
+                store::jobs::job_payload(&client, booking_id).await
             }
             .await;
             match found {
@@ -204,7 +204,7 @@ impl Hub {
     async fn assignment(&self, booking_id: BookingId, version: i64) -> Option<UpdateKind> {
         let found = async {
             let client = self.database.client().await?;
-            store::assignment_of(&client, booking_id).await
+            store::bookings::assignment_of(&client, booking_id).await
         }
         .await;
         match found {

@@ -1,94 +1,38 @@
-//! The transactions of assign-svc: Assign (shared by the unary call and the reassign
-//! scheduler), Release, floor plans, and the submit of a reassign job.
+//! The transactions of assign-svc.
 //!
-//! Owns transaction boundaries, the time budget (PostgreSQL `lock_timeout`,
-//! `statement_timeout` and `idle_in_transaction_session_timeout` from the caller's
-//! deadline, no COMMIT once it passed), the turn-taking of reservation writers per
-//! restaurant and day (transaction-scoped advisory locks, so the deterministic best fit
-//! never sends concurrent callers racing for the same tables, while other days of the
-//! restaurant go on), retries of any remaining conflict (the exclusion constraint stays
-//! the guarantee), and the wake-ups after capacity frees. It must never hold a transaction
-//! across a network call other than to PostgreSQL, and never decide a rule itself: those
-//! live in `domain`.
+//! Assign (shared by the unary call and the reassign scheduler), Release, floor plans,
+//! and the submit and cancel of a reassign job. Owns transaction boundaries, the time
+//! budget (`budget`), retries of a conflict with a concurrent winner (the exclusion
+//! constraint stays the guarantee) and the wake-ups after capacity frees. The
+//! turn-taking of reservation writers per restaurant and day (transaction-scoped advisory
+//! locks, so the deterministic best fit never sends concurrent callers racing for the
+//! same tables) is in `store::locks`.
+//!
+//! It must never hold a transaction across a network call other than to PostgreSQL, and
+//! never decide a rule itself: those live in `domain`.
+
+mod attempt;
+mod budget;
+
+pub use attempt::{Attempt, JobContext};
+pub use budget::Budget;
 
 use crate::{
     domain::{
-        AssignRequest, Assignment, BookingId, FloorPlan, JobState, RestaurantId, RetryPolicy, Slot, SubmitAnswer,
-        VersionCheck, best_fit, check_version, decide_submit, invalidated_bookings,
+        AssignRequest, BookingId, FloorPlan, RestaurantId, Slot, SubmitAnswer, decide_submit, invalidated_bookings,
     },
     error::Error,
-    store::{self, jobs::ClaimedJob},
+    store,
 };
-use deadpool_postgres::{Object, Transaction};
+use attempt::{attempt_once, retry_time};
+use budget::{commit_within, settle};
+use deadpool_postgres::Object;
 use platform::db::{Database, Tx};
-use std::time::{Duration, SystemTime};
-use tokio::time::{Instant, timeout_at};
+use std::time::SystemTime;
+use tokio::time::timeout_at;
 
 /// Rounds of conflict retries (a concurrent winner took a table) before giving up.
 const MAX_ROUNDS: u32 = 20;
-
-/// The time one call may take: the caller's deadline less a margin to answer in.
-#[derive(Clone, Copy, Debug)]
-pub struct Budget {
-    end: Instant,
-}
-
-impl Budget {
-    /// A budget for a call that must answer within `timeout` from now. The margin (a
-    /// tenth, 5 to 50 ms) leaves time to roll back and answer before the caller gives up.
-    pub fn within(timeout: Duration) -> Self {
-        let margin = (timeout / 10).clamp(Duration::from_millis(5), Duration::from_millis(50));
-        Self { end: Instant::now() + timeout.saturating_sub(margin) }
-    }
-
-    /// Time left.
-    pub fn remaining(&self) -> Duration {
-        self.end.saturating_duration_since(Instant::now())
-    }
-
-    /// Whether the budget is spent.
-    pub fn passed(&self) -> bool {
-        Instant::now() >= self.end
-    }
-
-    /// The statement and lock timeout for PostgreSQL: the time left, less a little so the
-    /// error comes back before the budget ends.
-    fn database_millis(&self) -> u64 {
-        let remaining = self.remaining();
-        let slack = (remaining / 10).min(Duration::from_millis(10));
-        remaining.saturating_sub(slack).as_millis().max(1) as u64
-    }
-}
-
-/// What one assignment attempt found.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Attempt {
-    /// Tables are now reserved for this version.
-    Assigned(Assignment),
-    /// This version already held tables; nothing changed.
-    AlreadyAssigned(Assignment),
-    /// Nothing free seats the party.
-    NoCapacity,
-    /// The restaurant has no floor plan.
-    UnknownRestaurant,
-    /// A newer version is known.
-    Older { newest_version: i64 },
-    /// The booking was released at or after this version.
-    Released { released_version: i64 },
-    /// (Scheduler only) the job was replaced, cancelled or its lease lost meanwhile.
-    JobGone,
-}
-
-/// A leased job being attempted by the scheduler, with its clock and policy.
-#[derive(Clone, Copy, Debug)]
-pub struct JobContext<'a> {
-    /// The claimed job.
-    pub job: &'a ClaimedJob,
-    /// Retry policy.
-    pub policy: RetryPolicy,
-    /// The time of the attempt.
-    pub now: SystemTime,
-}
 
 /// Runs the transactions against one database.
 #[derive(Clone)]
@@ -286,152 +230,4 @@ impl Assigner {
             Err(error) => tracing::warn!(restaurant.id = %restaurant_id, error = %error, "could not wake waiting jobs"),
         }
     }
-}
-
-/// The next attempt of a job that failed now, or `None` to give up.
-fn retry_time(context: JobContext<'_>) -> Option<SystemTime> {
-    let attempts = (context.job.attempts.max(0) as u32).saturating_add(1);
-    match context.policy.after_failure(context.now, context.job.request.slot.start(), attempts, fastrand::f64()) {
-        crate::domain::JobStep::RetryAt(at) => Some(at),
-        crate::domain::JobStep::GiveUp => None,
-    }
-}
-
-/// Commits unless the budget is already spent (then the transaction rolls back).
-async fn commit_within(tx: Transaction<'_>, budget: Budget) -> Result<(), Error> {
-    if budget.passed() {
-        tx.rollback().await?;
-        return Err(Error::DeadlineExceeded);
-    }
-    tx.commit().await?;
-    Ok(())
-}
-
-/// Settles work that ran on `client` under `timeout_at(budget)`. When the budget ran out
-/// first, the connection leaves the pool (it may still be running the abandoned
-/// statement) and the answer is `DeadlineExceeded`; PostgreSQL timeouts count the same.
-fn settle<T>(client: Object, result: Result<Result<T, Error>, tokio::time::error::Elapsed>) -> Result<T, Error> {
-    if result.is_err() {
-        drop(Object::take(client));
-    }
-    map_budget(result)
-}
-
-fn map_budget<T>(result: Result<Result<T, Error>, tokio::time::error::Elapsed>) -> Result<T, Error> {
-    match result {
-        Err(_) => Err(Error::DeadlineExceeded),
-        Ok(Err(error)) if error.is_timeout() => Err(Error::DeadlineExceeded),
-        Ok(other) => other,
-    }
-}
-
-/// One transaction of [`Assigner::assign`] in two round trips (BEGIN with every read, then
-/// every write with COMMIT); returns the attempt and, when the booking's previous tables
-/// were swapped away, where capacity was freed.
-async fn attempt_once(
-    tx: Tx,
-    request: &AssignRequest,
-    budget: Budget,
-    job: Option<JobContext<'_>>,
-) -> Result<(Attempt, Option<(RestaurantId, Slot)>), Error> {
-    let client = tx.client();
-    // The locks of the slot's days first: the reads after them see what the previous
-    // holder committed.
-    let mut reads = vec![
-        store::locks::start_assignment(
-            client,
-            budget.database_millis(),
-            &request.restaurant_id,
-            request.slot.days(),
-            request.booking_id,
-        )
-        .await?,
-    ];
-    if let Some(context) = job {
-        reads.push(
-            store::jobs::job_still_leased(client, request.booking_id, request.version, context.job.lease_id).await?,
-        );
-    }
-    reads.push(store::reservations::tables_for(client, request).await?);
-    let rows = tx.run(&reads).await?;
-    let state = store::bookings::booking_state_of(request.booking_id, &rows[0])?;
-    if job.is_some() && rows[1].is_empty() {
-        tx.rollback().await?;
-        return Ok((Attempt::JobGone, None));
-    }
-    let mut writes = Vec::new();
-    let mut freed = None;
-    let mut assigned = false;
-    let attempt = match check_version(&state, request.version) {
-        VersionCheck::Released { released_version } => Attempt::Released { released_version },
-        VersionCheck::Older { newest_version } => Attempt::Older { newest_version },
-        VersionCheck::AlreadyAssigned(held) => Attempt::AlreadyAssigned(held),
-        VersionCheck::Attempt => {
-            let tables = store::reservations::tables_of(rows.last().map_or(&[][..], Vec::as_slice))?;
-            match best_fit(&tables, request.party_size) {
-                _ if tables.is_empty() => Attempt::UnknownRestaurant,
-                None => Attempt::NoCapacity,
-                Some(table_ids) => {
-                    if state.held.is_some() {
-                        freed = state.held_restaurant.clone().zip(state.held.as_ref().map(|held| held.slot));
-                    }
-                    let replaces = freed.as_ref().map(|(restaurant, slot)| (restaurant, *slot));
-                    writes.push(
-                        store::reservations::record_assignment(client, request, &table_ids, job.is_some(), replaces)
-                            .await?,
-                    );
-                    assigned = true;
-                    Attempt::Assigned(Assignment {
-                        booking_id: request.booking_id,
-                        version: request.version,
-                        table_ids,
-                        slot: request.slot,
-                    })
-                }
-            }
-        }
-    };
-    match (&attempt, job) {
-        (Attempt::NoCapacity | Attempt::UnknownRestaurant, context) => {
-            if request.version.get() > state.newest_version && (context.is_some() || attempt == Attempt::NoCapacity) {
-                writes.push(store::bookings::record_newest_version(client, request.booking_id, request.version).await?);
-            }
-            if let Some(context) = context {
-                let reason = match attempt {
-                    Attempt::UnknownRestaurant => format!("restaurant '{}' has no floor plan", request.restaurant_id),
-                    _ => "no capacity".to_string(),
-                };
-                writes.push(
-                    store::jobs::record_job_failure_statement(client, context.job, retry_time(context), &reason)
-                        .await?,
-                );
-            }
-        }
-        (Attempt::AlreadyAssigned(_), Some(context)) => {
-            writes.push(store::jobs::finish_job(client, context.job, JobState::Assigned).await?);
-        }
-        (Attempt::Older { .. }, Some(context)) => {
-            writes.push(store::jobs::finish_job(client, context.job, JobState::Superseded).await?);
-        }
-        (Attempt::Released { .. }, Some(context)) => {
-            writes.push(store::jobs::finish_job(client, context.job, JobState::Released).await?);
-        }
-        _ => {}
-    }
-    if writes.is_empty() {
-        tx.rollback().await?;
-    } else if budget.passed() {
-        tx.rollback().await?;
-        return Err(Error::DeadlineExceeded);
-    } else {
-        let rows = tx.commit_with(&writes).await?;
-        // Wake the jobs waiting where tables were freed only when there are any.
-        if assigned
-            && freed.is_some()
-            && !store::reservations::freed_capacity_wanted(rows.first().map_or(&[][..], Vec::as_slice))?
-        {
-            freed = None;
-        }
-    }
-    Ok((attempt, freed))
 }

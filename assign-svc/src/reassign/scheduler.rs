@@ -1,4 +1,4 @@
-//! The reassign scheduler: the background loop that keeps every waiting job trying.
+//! The background loop that keeps every waiting reassign job trying.
 //!
 //! Claims due jobs with `FOR UPDATE SKIP LOCKED` and a lease (so replicas share the work
 //! and a dead replica's jobs are taken over when its lease ends), attempts each with the

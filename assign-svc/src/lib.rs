@@ -1,14 +1,13 @@
-//! assign-svc as a library: `run` starts the whole service on a given listener, so the
-//! binary and the tests start exactly the same thing.
+//! assign-svc as a library: `run` starts the whole service on a given listener.
 //!
-//! Wires the parts together (API, transactions, stream hub, scheduler, metrics); it must
-//! never hold a rule or a query itself.
+//! The binary and the tests start exactly the same thing. This module wires the parts
+//! together (API, transactions, stream hub, scheduler, metrics); it must never hold a
+//! rule or a query itself.
 
 mod api;
 mod assigner;
 mod domain;
 mod error;
-mod hub;
 mod metrics;
 mod reassign;
 mod settings;
@@ -40,10 +39,10 @@ pub async fn run(settings: Settings, listener: TcpListener, shutdown: Cancellati
     let limits = server.limits();
     let metrics = metrics::Metrics::new();
     let assigner = assigner::Assigner::new(database.clone());
-    let hub = hub::Hub::new(database.clone());
+    let hub = reassign::hub::Hub::new(database.clone());
     let api = api::Api::new(assigner.clone(), hub.clone(), metrics.clone(), limits.request_timeout, shutdown.clone());
     let server = server.add_service(AssignServiceServer::new(api).max_decoding_message_size(limits.max_message_bytes));
-    let scheduler = reassign::Scheduler {
+    let scheduler = reassign::scheduler::Scheduler {
         database: database.clone(),
         assigner,
         policy: domain::RetryPolicy { backoff: settings.reassign_backoff() },

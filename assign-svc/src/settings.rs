@@ -1,5 +1,7 @@
-//! assign-svc settings: the shared ones plus its listen address and the reassign
-//! scheduler's timing. Owns parsing only; it must never hold runtime state.
+//! assign-svc settings.
+//!
+//! The shared ones plus its listen address and the reassign scheduler's timing. Owns
+//! parsing only; it must never hold runtime state.
 
 use clap::Parser;
 use platform::{backoff::Backoff, settings::CommonSettings};

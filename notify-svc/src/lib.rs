@@ -1,9 +1,9 @@
-//! notify-svc as a library: `run` starts the whole service on a given listener, so the
-//! binary and the tests start exactly the same thing.
+//! notify-svc as a library: `run` starts the whole service on a given listener.
 //!
-//! Booking emails, exactly once per `(booking_id, kind, version)`: a ledger in the
-//! `notify` schema decides who sends, lettre delivers (SMTP or `.eml` files), a worker
-//! retries transient failures. This module only wires the parts together.
+//! The binary and the tests start exactly the same thing. Booking emails, exactly once
+//! per `(booking_id, kind, version)`: a ledger in the `notify` schema decides who sends,
+//! lettre delivers (SMTP or `.eml` files), a worker retries transient failures. This
+//! module only wires the parts together.
 
 mod api;
 mod domain;

@@ -1,10 +1,12 @@
-//! The mail transport: lettre's pooled async SMTP client when `SMTP_URL` is set, `.eml`
-//! files in `MAIL_DIR` otherwise. Sorts every failure into transient (retry later) or
-//! permanent (a 5xx answer).
+//! The mail transport.
+//!
+//! lettre's pooled async SMTP client when `SMTP_URL` is set, `.eml` files in `MAIL_DIR`
+//! otherwise. Sorts every failure into transient (retry later) or permanent (a 5xx
+//! answer).
 //!
 //! A file appears in `MAIL_DIR` whole: lettre writes it in the folder's hidden `.partial`
-//! folder, then it is renamed into place (atomic within one file system), so whoever polls
-//! the folder never reads a message that is not whole yet.
+//! folder, then it is renamed into place (atomic within one file system), so whoever
+//! polls the folder never reads a message that is not whole yet.
 //!
 //! It sends exactly what it is given and never touches the ledger; it never retries by
 //! itself and is never cancelled half-way through an SMTP transaction by this crate.

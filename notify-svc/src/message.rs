@@ -1,9 +1,10 @@
-//! Composes the email of a delivery: one askama template per kind (text and HTML,
-//! sharing a layout), the subject per kind, the `X-Notification-Key` header and the
-//! `Message-ID` derived from the key.
+//! Composes the email of a delivery.
 //!
-//! Pure: it never sends, never reads the clock (the `Date` is the time the key was
-//! first requested) and never touches the ledger.
+//! One askama template per kind (text and HTML, sharing a layout), the subject per kind,
+//! the `X-Notification-Key` header and the `Message-ID` derived from the key.
+//!
+//! Pure: it never sends, never reads the clock (the `Date` is the time the key was first
+//! requested) and never touches the ledger.
 
 use crate::domain::{Delivery, DeliveryKey, Details, Kind};
 use askama::Template;

@@ -1,5 +1,7 @@
-//! Every OpenTelemetry instrument of notify-svc, declared in one place with its
-//! attributes. Recording is all this module does; it never decides anything.
+//! Every OpenTelemetry instrument of notify-svc, declared in one place.
+//!
+//! Owns metric names and attributes. Recording is all this module does; it never decides
+//! anything.
 
 use crate::domain::DeliveryState;
 use opentelemetry::{

@@ -1,7 +1,8 @@
-//! One delivery attempt from end to end: compose the message, hand it to the mail
-//! transport, decide what follows (sent, retry later, failed) and record it in the
-//! ledger. Used by SendOnce for a key's first attempt (recorded and attempted in one
-//! task) and by the delivery worker for every later one.
+//! One delivery attempt from end to end.
+//!
+//! Compose the message, hand it to the mail transport, decide what follows (sent, retry
+//! later, failed) and record it in the ledger. Used by SendOnce for a key's first attempt
+//! (recorded and attempted in one task) and by the delivery worker for every later one.
 //!
 //! The caller must own the attempt: the row is QUEUED with this attempt number and a
 //! lease. An attempt always runs to its end as its own task (never cut short by a

@@ -1,5 +1,7 @@
-//! notify-svc settings: the shared ones plus its listen address, mail delivery and the
-//! delivery worker's intervals (short in tests, production defaults otherwise).
+//! notify-svc settings.
+//!
+//! The shared ones plus its listen address, mail delivery and the delivery worker's
+//! intervals (short in tests, production defaults otherwise).
 //!
 //! It only parses: a wrong value stops the binary with one line naming the setting; it
 //! never connects anywhere.

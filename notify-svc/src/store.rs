@@ -1,8 +1,10 @@
-//! The SQL of the ledger (`notify.deliveries`): one function per query, each a single
-//! prepared statement, rows mapped to domain values here and nowhere else.
+//! The SQL of the ledger, `notify.deliveries`.
 //!
-//! It never sends mail and never holds a transaction open: every statement commits on
-//! its own, so no lock outlives a query (leases in `locked_until` do the rest).
+//! One function per query, each a single prepared statement, rows mapped to domain values
+//! here and nowhere else.
+//!
+//! It never sends mail and never holds a transaction open: every statement commits on its
+//! own, so no lock outlives a query (leases in `locked_until` do the rest).
 
 use crate::{
     domain::{Delivery, DeliveryKey, DeliveryState, Details, Kind, Recipient, SendRequest},

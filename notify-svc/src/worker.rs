@@ -1,10 +1,12 @@
-//! The delivery worker: claims due QUEUED deliveries (`FOR UPDATE SKIP LOCKED` plus a
-//! lease, committed before sending), sends them, records the results, and sleeps until
-//! the next delivery is due, a `NOTIFY` arrives, or its poll interval passes. Any number
-//! of replicas run one each and share the work.
+//! The delivery worker: retries every delivery that waits.
 //!
-//! It never holds a lock or transaction across a send, and stops after its current
-//! round when shutdown is signalled.
+//! Claims due QUEUED deliveries (`FOR UPDATE SKIP LOCKED` plus a lease, committed before
+//! sending), sends them, records the results, and sleeps until the next delivery is due,
+//! a `NOTIFY` arrives, or its poll interval passes. Any number of replicas run one each
+//! and share the work.
+//!
+//! It never holds a lock or transaction across a send, and stops after its current round
+//! when shutdown is signalled.
 
 use crate::{error::Error, sender::Sender, store};
 use platform::{backoff::Backoff, db::Database};

@@ -1,9 +1,9 @@
-//! Background reassign jobs: what a submit does to a booking's job, when the next attempt
-//! is due, and when to give up.
+//! Background reassign jobs: their submit rules and retry policy.
 //!
-//! Owns the retry policy (capped exponential backoff with jitter, never past the start
-//! time) and the submit rules of the Reassign contract. Pure: `now` and the random unit
-//! are passed in; it must never sleep, lock or store.
+//! What a submit does to a booking's job, when the next attempt is due, and when to give
+//! up. Owns the retry policy (capped exponential backoff with jitter, never past the
+//! start time) and the submit rules of the Reassign contract. Pure: `now` and the random
+//! unit are passed in; it must never sleep, lock or store.
 
 use super::{
     types::{Assignment, BookingId, Version},

@@ -1,8 +1,9 @@
-//! The rules of table assignment as pure types and functions: parsed requests, floor
-//! plans, best fit, version rules and the retry policy of background jobs.
+//! The rules of table assignment, as pure types and functions.
 //!
-//! Owns every decision that can be made without I/O. It must never see tonic, SQL rows
-//! or the clock: callers parse into these types at the edge and pass `now` in.
+//! Parsed requests, floor plans, best fit, version rules and the retry policy of
+//! background jobs. Owns every decision that can be made without I/O. It must never see
+//! tonic, SQL rows or the clock: callers parse into these types at the edge and pass
+//! `now` in.
 
 pub mod fit;
 pub mod job;

@@ -1,8 +1,8 @@
-//! The value types of the domain. Each constructor is the only way to make one and says
-//! what is wrong in one short sentence, so the edge can name the field.
+//! The value types of the domain.
 //!
-//! Owns the limits (id lengths, party size, durations). It must never know proto field
-//! names or SQL types.
+//! Each constructor is the only way to make one and says what is wrong in one short
+//! sentence, so the edge can name the field. Owns the limits (id lengths, party size,
+//! durations). It must never know proto field names or SQL types.
 
 use std::{
     fmt,

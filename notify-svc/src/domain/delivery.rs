@@ -1,5 +1,6 @@
-//! A delivery as the ledger holds it, and the rule for what follows a delivery attempt:
-//! sent, retried later with capped exponential backoff, or failed for good. The rule is
+//! A delivery as the ledger holds it, and what follows a delivery attempt.
+//!
+//! Sent, retried later with capped exponential backoff, or failed for good. The rule is
 //! pure: randomness comes in as an argument, and it never reads the clock.
 
 use super::{

@@ -1,5 +1,6 @@
-//! The delivery key `(booking_id, kind, version)` and everything derived from it alone:
-//! the `X-Notification-Key` header value and the `Message-ID`. Nothing here may depend on
+//! The delivery key `(booking_id, kind, version)` and what derives from it alone.
+//!
+//! The `X-Notification-Key` header value and the `Message-ID`. Nothing here may depend on
 //! anything but the key (not the time, not the recipient), or resends would differ.
 
 use std::fmt;

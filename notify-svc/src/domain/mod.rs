@@ -1,9 +1,10 @@
-//! The rules of notify-svc as plain types: what a delivery key is, what a valid request
-//! looks like, when a repeated request conflicts with the ledger, and what happens after
-//! a delivery attempt.
+//! The rules of notify-svc, as plain types.
 //!
-//! Owns no I/O: it never sees tonic, SQL rows, the clock or the network. Constructors
-//! are the only way to make a value, and they name the offending field on failure.
+//! What a delivery key is, what a valid request looks like, when a repeated request
+//! conflicts with the ledger, and what happens after a delivery attempt.
+//!
+//! Owns no I/O: it never sees tonic, SQL rows, the clock or the network. Constructors are
+//! the only way to make a value, and they name the offending field on failure.
 
 mod delivery;
 mod key;

@@ -1,6 +1,8 @@
-//! A SendOnce request as domain values: the recipient and the details the email shows,
-//! each parsed once at the edge with its size limits, and the rule that decides whether
-//! a repeated request for a key asks for the same email.
+//! A SendOnce request as domain values.
+//!
+//! The recipient and the details the email shows, each parsed once at the edge with its
+//! size limits, and the rule that decides whether a repeated request for a key asks for
+//! the same email.
 
 use super::key::DeliveryKey;
 use serde::{Deserialize, Serialize};

@@ -1,4 +1,4 @@
-//! The reassign scheduler: the background loop that keeps every waiting job trying.
+//! The background loop that keeps every waiting reassign job trying.
 //!
 //! Claims due jobs with `FOR UPDATE SKIP LOCKED` and a lease (so replicas share the work
 //! and a dead replica's jobs are taken over when its lease ends), attempts each with the
@@ -10,7 +10,7 @@ use crate::{
     assigner::{Assigner, Attempt, Budget, JobContext},
     domain::RetryPolicy,
     metrics::Metrics,
-    store::{self, ClaimedJob},
+    store::{self, jobs::ClaimedJob},
 };
 use platform::db::Database;
 use std::time::{Duration, SystemTime};
@@ -48,11 +48,11 @@ pub struct Scheduler {
 impl Scheduler {
     /// Runs until `shutdown`, finishing the batch in hand.
     pub async fn run(self, shutdown: CancellationToken) {
-        let wake = self.database.listen(store::WAKE_CHANNEL, shutdown.clone());
+        let wake = self.database.listen(store::notify::WAKE_CHANNEL, shutdown.clone());
         while !shutdown.is_cancelled() {
             let claimed = async {
                 let client = self.database.client().await?;
-                store::claim_due_jobs(&client, i64::from(self.concurrency), self.lease.as_millis() as i64).await
+                store::jobs::claim_due_jobs(&client, i64::from(self.concurrency), self.lease.as_millis() as i64).await
             }
             .await;
             let jobs = match claimed {
@@ -84,7 +84,7 @@ impl Scheduler {
     async fn idle_time(&self) -> Duration {
         let waiting = async {
             let client = self.database.client().await?;
-            store::waiting_jobs(&client).await
+            store::jobs::waiting_jobs(&client).await
         }
         .await;
         match waiting {
@@ -122,7 +122,7 @@ impl Scheduler {
         if !carrier.is_empty() {
             let remembered = async {
                 let client = self.database.client().await?;
-                store::set_attempt_context(&client, &job, &carrier).await
+                store::jobs::set_attempt_context(&client, &job, &carrier).await
             }
             .await;
             if let Err(error) = remembered {

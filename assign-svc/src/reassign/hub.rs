@@ -1,16 +1,16 @@
 //! The open Reassign streams of this process and the fan-out of job updates to them.
 //!
 //! Job updates are published with PostgreSQL NOTIFY (in the transaction that made them),
-//! so every replica's streams hear every update; this module listens, decodes and
-//! forwards each update to every stream that submitted the booking. It must never
-//! change a job: the jobs table is the source of truth, the streams are only transport.
+//! so every replica's streams hear every update; the hub listens, reads each update into
+//! a domain [`JobUpdate`] and forwards it to every stream that submitted the booking. The
+//! API encodes what a stream receives. It must never change a job: the jobs table is the
+//! source of truth, the streams are only transport.
 
 use crate::{
-    api::encode_update,
     domain::{BookingId, JobUpdate, UpdateKind},
-    store::{self, JobPayload},
+    store::{self, notify::JobPayload},
 };
-use platform::{db::Database, proto::assign::v1 as pb};
+use platform::db::Database;
 use std::{
     collections::HashMap,
     sync::{Arc, Mutex, MutexGuard},
@@ -23,8 +23,18 @@ use tonic::Status;
 /// Messages queued for one stream before it is considered stuck (further ones are dropped).
 const STREAM_BUFFER: usize = 4096;
 
-/// What a stream's task sends to its client.
-pub type Outgoing = Result<pb::ReassignResponse, Status>;
+/// What a stream sends its client, before the API encodes it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Reply {
+    /// An update about a job the stream submitted.
+    Update(JobUpdate),
+    /// A submit that did not parse, given up at once; it names the booking and the
+    /// version as the client sent them.
+    Rejected { booking_id: String, version: i64, reason: String },
+}
+
+/// What a stream's task sends to its client: a reply, or the status that ends the stream.
+pub type Outgoing = Result<Reply, Status>;
 
 struct Stream {
     sender: mpsc::Sender<Outgoing>,
@@ -117,7 +127,7 @@ impl Hub {
     /// Forwards the updates published by every replica (NOTIFY) to the streams watching
     /// them, until `shutdown`; then ends every stream.
     pub async fn run(self: Arc<Self>, shutdown: CancellationToken) {
-        let mut payloads = self.database.listen_payloads(store::UPDATES_CHANNEL, shutdown.clone());
+        let mut payloads = self.database.listen_payloads(store::notify::UPDATES_CHANNEL, shutdown.clone());
         let mut connected_before = false;
         loop {
             tokio::select! {
@@ -187,7 +197,7 @@ impl Hub {
         for booking_id in watched {
             let found = async {
                 let client = self.database.client().await?;
-                store::job_payload(&client, booking_id).await
+                store::jobs::job_payload(&client, booking_id).await
             }
             .await;
             match found {
@@ -204,7 +214,7 @@ impl Hub {
     async fn assignment(&self, booking_id: BookingId, version: i64) -> Option<UpdateKind> {
         let found = async {
             let client = self.database.client().await?;
-            store::assignment_of(&client, booking_id).await
+            store::bookings::assignment_of(&client, booking_id).await
         }
         .await;
         match found {
@@ -221,7 +231,7 @@ impl Hub {
 /// Queues `update` for one stream; a final update for the newest version the stream
 /// submitted ends its interest in the booking.
 fn deliver_to(id: u64, stream: &mut Stream, update: &JobUpdate) {
-    match stream.sender.try_send(Ok(encode_update(update))) {
+    match stream.sender.try_send(Ok(Reply::Update(update.clone()))) {
         Ok(()) => {}
         Err(mpsc::error::TrySendError::Full(_)) => {
             tracing::warn!(stream = id, booking.id = %update.booking_id, "stream is not reading; update dropped");

@@ -1,0 +1,214 @@
+//! SendOnce and lookup requests as domain values: the edge where proto becomes domain.
+//!
+//! Names every wrong field with its proto path (`INVALID_ARGUMENT`), and reads the
+//! caller's deadline from `grpc-timeout`. The limits and rules are the domain's; it must
+//! never touch the ledger.
+
+use crate::{
+    domain::{DeliveryKey, Details, Kind, Limits, RawDetails, Recipient, SendRequest, parse_booking_id, parse_version},
+    error::Error,
+};
+use platform::{
+    proto::{notify::v1 as pb, std_duration, system_time},
+    status::Violations,
+};
+use std::time::Duration;
+use tonic::metadata::MetadataMap;
+
+/// Turns a SendOnce request into domain values, naming every wrong field.
+pub(super) fn parse_send_once(request: pb::SendOnceRequest, limits: &Limits) -> Result<SendRequest, Error> {
+    let mut violations = Violations::new();
+    let booking_id = violations.check("booking_id", parse_booking_id(&request.booking_id));
+    let kind = violations.check("kind", parse_kind(request.kind));
+    let version = violations.check("version", parse_version(request.version));
+    let recipient = match &request.recipient {
+        None => {
+            violations.add("recipient", "required");
+            None
+        }
+        Some(recipient) => match Recipient::parse(&recipient.email, &recipient.name, limits) {
+            Ok(recipient) => Some(recipient),
+            Err(wrong) => {
+                for (field, description) in wrong {
+                    violations.add(format!("recipient.{field}"), description);
+                }
+                None
+            }
+        },
+    };
+    let details = match &request.details {
+        None => {
+            violations.add("details", "required");
+            None
+        }
+        Some(details) => {
+            let raw = RawDetails {
+                restaurant_name: &details.restaurant_name,
+                start_time: details.start_time.as_ref().map(system_time),
+                duration: details.duration.as_ref().map(std_duration),
+                party_size: details.party_size,
+                table_ids: &details.table_ids,
+                notes: &details.notes,
+            };
+            parse_details(raw, limits, &mut violations)
+        }
+    };
+    match (booking_id, kind, version, recipient, details) {
+        (Some(booking_id), Some(kind), Some(version), Some(recipient), Some(details)) if violations.is_empty() => {
+            Ok(SendRequest {
+                key: DeliveryKey { booking_id, kind, version },
+                recipient,
+                details,
+                suppress: request.suppress,
+            })
+        }
+        _ => Err(Error::Invalid(violations)),
+    }
+}
+
+fn parse_details(raw: RawDetails<'_>, limits: &Limits, violations: &mut Violations) -> Option<Details> {
+    match Details::parse(raw, limits) {
+        Ok(details) => Some(details),
+        Err(wrong) => {
+            for (field, description) in wrong {
+                violations.add(format!("details.{field}"), description);
+            }
+            None
+        }
+    }
+}
+
+pub(super) fn parse_kind(value: i32) -> Result<Kind, String> {
+    match pb::NotificationKind::try_from(value) {
+        Ok(pb::NotificationKind::Unspecified) => Err("required".to_string()),
+        Ok(pb::NotificationKind::BookingPending) => Ok(Kind::BookingPending),
+        Ok(pb::NotificationKind::BookingConfirmed) => Ok(Kind::BookingConfirmed),
+        Ok(pb::NotificationKind::ModificationRequested) => Ok(Kind::ModificationRequested),
+        Ok(pb::NotificationKind::ModificationConfirmed) => Ok(Kind::ModificationConfirmed),
+        Ok(pb::NotificationKind::BookingCancelled) => Ok(Kind::BookingCancelled),
+        Err(_) => Err(format!("unknown kind {value}")),
+    }
+}
+
+/// The caller's deadline from the `grpc-timeout` header, if it sent one.
+pub(super) fn grpc_timeout(metadata: &MetadataMap) -> Option<Duration> {
+    metadata.get("grpc-timeout").and_then(|value| value.to_str().ok()).and_then(parse_grpc_timeout)
+}
+
+/// Parses a `grpc-timeout` value: up to 8 digits and a unit (H, M, S, m, u, n).
+fn parse_grpc_timeout(value: &str) -> Option<Duration> {
+    let unit = value.chars().last()?;
+    let digits = value.get(..value.len() - unit.len_utf8())?;
+    if digits.is_empty() || digits.len() > 8 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let amount: u64 = digits.parse().ok()?;
+    match unit {
+        'H' => Some(Duration::from_secs(amount * 3600)),
+        'M' => Some(Duration::from_secs(amount * 60)),
+        'S' => Some(Duration::from_secs(amount)),
+        'm' => Some(Duration::from_millis(amount)),
+        'u' => Some(Duration::from_micros(amount)),
+        'n' => Some(Duration::from_nanos(amount)),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use platform::status::violated_fields;
+    use proptest::prelude::*;
+    use tonic::Status;
+
+    fn valid() -> pb::SendOnceRequest {
+        pb::SendOnceRequest {
+            booking_id: "6f1c2a34-1d2e-4c5b-9a8f-0123456789ab".to_string(),
+            kind: pb::NotificationKind::BookingConfirmed.into(),
+            version: 1,
+            recipient: Some(pb::Recipient { email: "ada@example.com".to_string(), name: "Ada".to_string() }),
+            details: Some(pb::Details {
+                restaurant_name: "Chez Test".to_string(),
+                start_time: Some(prost_types::Timestamp { seconds: 1_800_000_000, nanos: 0 }),
+                duration: Some(prost_types::Duration { seconds: 5400, nanos: 0 }),
+                party_size: 2,
+                table_ids: vec!["T1".to_string()],
+                notes: String::new(),
+            }),
+            suppress: false,
+        }
+    }
+
+    fn fields_of(request: pb::SendOnceRequest) -> Vec<String> {
+        match parse_send_once(request, &Limits::CONTRACT) {
+            Ok(parsed) => panic!("accepted {parsed:?}"),
+            Err(error) => violated_fields(&Status::from(error)),
+        }
+    }
+
+    #[test]
+    fn a_valid_request_parses() {
+        let parsed = parse_send_once(valid(), &Limits::CONTRACT).unwrap();
+        assert_eq!(parsed.key.kind, Kind::BookingConfirmed);
+        assert_eq!(parsed.recipient.email(), "ada@example.com");
+        assert_eq!(parsed.details.party_size(), 2);
+    }
+
+    #[test]
+    fn every_wrong_field_is_named_with_its_proto_path() {
+        let mut request = valid();
+        request.booking_id = "nope".into();
+        request.kind = 0;
+        request.version = 0;
+        request.recipient = Some(pb::Recipient { email: "not-an-email".into(), name: "n".repeat(201) });
+        let details = request.details.as_mut().unwrap();
+        details.notes = "n".repeat(2001);
+        details.table_ids = (0..51).map(|i| format!("T{i}")).collect();
+        details.start_time = None;
+        details.duration = Some(prost_types::Duration { seconds: -1, nanos: 0 });
+        details.party_size = 0;
+        assert_eq!(
+            fields_of(request),
+            vec![
+                "booking_id",
+                "kind",
+                "version",
+                "recipient.email",
+                "recipient.name",
+                "details.start_time",
+                "details.duration",
+                "details.party_size",
+                "details.table_ids",
+                "details.notes"
+            ]
+        );
+        let mut missing = valid();
+        missing.recipient = None;
+        missing.details = None;
+        missing.kind = 99;
+        assert_eq!(fields_of(missing), vec!["kind", "recipient", "details"]);
+        let mut bad_time = valid();
+        bad_time.details.as_mut().unwrap().start_time = Some(prost_types::Timestamp { seconds: 0, nanos: -5 });
+        assert_eq!(fields_of(bad_time), vec!["details.start_time"]);
+    }
+
+    #[test]
+    fn grpc_timeouts_parse_per_the_spec() {
+        assert_eq!(parse_grpc_timeout("100m"), Some(Duration::from_millis(100)));
+        assert_eq!(parse_grpc_timeout("5S"), Some(Duration::from_secs(5)));
+        assert_eq!(parse_grpc_timeout("2M"), Some(Duration::from_secs(120)));
+        assert_eq!(parse_grpc_timeout("1H"), Some(Duration::from_secs(3600)));
+        assert_eq!(parse_grpc_timeout("250000u"), Some(Duration::from_millis(250)));
+        assert_eq!(parse_grpc_timeout("99999999n"), Some(Duration::from_nanos(99_999_999)));
+        for bad in ["", "m", "123456789m", "10x", "-1S", "1.5S", "10 m", "5é"] {
+            assert_eq!(parse_grpc_timeout(bad), None, "{bad}");
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn any_grpc_timeout_text_is_safe(value in "\\PC{0,12}") {
+            let _ = parse_grpc_timeout(&value);
+        }
+    }
+}

@@ -109,8 +109,9 @@ impl Flow {
         {
             let tx = self.db.tx().await?;
             if let Some(key) = &request.idempotency_key
-                && let Some(used) =
-                    tx.begin(store::claim_key(tx.client(), CREATE, key.as_str(), &fingerprint, id.uuid())).await?
+                && let Some(used) = tx
+                    .begin(store::idempotency::claim(tx.client(), CREATE, key.as_str(), &fingerprint, id.uuid()))
+                    .await?
             {
                 return self.replay(tx.client(), used, &fingerprint).await;
             }
@@ -126,8 +127,8 @@ impl Flow {
             let c = tx.client();
             // BEGIN, the inserts and COMMIT in one round trip.
             let statements = [
-                store::insert_booking(c, &booking, due_in, request.suppress_emails, &carrier).await?,
-                store::history_statement(c, id.uuid(), &events).await?,
+                store::bookings::insert(c, &booking, due_in, request.suppress_emails, &carrier).await?,
+                store::history::statement(c, id.uuid(), &events).await?,
             ];
             tx.commit_with(&statements).await?;
         }
@@ -170,22 +171,24 @@ impl Flow {
                 let tx = self.db.tx().await?;
                 if let Some(key) = &request.idempotency_key
                     && let Some(used) =
-                        tx.begin(store::claim_key(tx.client(), EDIT, key.as_str(), &fingerprint, id)).await?
+                        tx.begin(store::idempotency::claim(tx.client(), EDIT, key.as_str(), &fingerprint, id)).await?
                 {
                     return self.replay(tx.client(), used, &fingerprint).await;
                 }
                 // BEGIN and the row lock in one round trip.
-                let current = tx.begin(store::lock_booking(tx.client(), id)).await?.ok_or(Error::NotFound(id))?;
+                let current = tx.begin(store::bookings::lock(tx.client(), id)).await?.ok_or(Error::NotFound(id))?;
                 check_editable(&current, request.expected_version).map_err(|r| refused(r, id))?;
                 match plan_edit(&current, &request.changes, now) {
                     EditPlan::Unchanged => {
                         tracing::Span::current().record("booking.version", current.version);
                         let answer = snapshot(&current)?;
                         let mut statements =
-                            vec![store::history_statement(tx.client(), id, &unchanged_events(&current)).await?];
+                            vec![store::history::statement(tx.client(), id, &unchanged_events(&current)).await?];
                         if let Some(key) = &request.idempotency_key {
-                            statements
-                                .push(store::key_response_statement(tx.client(), EDIT, key.as_str(), &answer).await?);
+                            statements.push(
+                                store::idempotency::response_statement(tx.client(), EDIT, key.as_str(), &answer)
+                                    .await?,
+                            );
                         }
                         tx.commit_with(&statements).await?;
                         tracing::Span::current().record("outcome", "Unchanged");
@@ -195,7 +198,7 @@ impl Flow {
                         let events = edited_events(&next, changes, request.suppress_emails);
                         // The writes (one statement) and COMMIT in one round trip; under the
                         // lock the booking is at the version read.
-                        let apply = store::apply_edit(
+                        let apply = store::bookings::apply_edit(
                             tx.client(),
                             current.version,
                             &next,
@@ -206,7 +209,7 @@ impl Flow {
                         )
                         .await?;
                         let rows = tx.commit_with(&[apply]).await?;
-                        if !store::written(rows.first().map_or(&[][..], Vec::as_slice))? {
+                        if !store::bookings::written(rows.first().map_or(&[][..], Vec::as_slice))? {
                             return Err(Error::corrupt("an edit under the booking's lock was not applied"));
                         }
                         *next
@@ -239,17 +242,17 @@ impl Flow {
     ) -> Result<Option<Applied>> {
         let id = request.booking_id.uuid();
         let client = self.db.client().await?;
-        let current = store::get_booking(&client, id).await?.ok_or(Error::NotFound(id))?;
+        let current = store::bookings::get(&client, id).await?.ok_or(Error::NotFound(id))?;
         check_editable(&current, request.expected_version).map_err(|r| refused(r, id))?;
         match plan_edit(&current, &request.changes, now) {
             EditPlan::Unchanged => {
                 tracing::Span::current().record("booking.version", current.version);
-                store::append_history(&client, id, &unchanged_events(&current)).await?;
+                store::history::append(&client, id, &unchanged_events(&current)).await?;
                 Ok(Some(Applied::Unchanged(current)))
             }
             EditPlan::Changed { next, changes } => {
                 let events = edited_events(&next, changes, request.suppress_emails);
-                let apply = store::apply_edit(
+                let apply = store::bookings::apply_edit(
                     &client,
                     current.version,
                     &next,
@@ -260,7 +263,7 @@ impl Flow {
                 )
                 .await?;
                 let rows = apply.query(&client).await.map_err(db)?;
-                Ok(store::written(&rows)?.then_some(Applied::Changed(*next)))
+                Ok(store::bookings::written(&rows)?.then_some(Applied::Changed(*next)))
             }
         }
     }
@@ -278,24 +281,24 @@ impl Flow {
             let mut client = self.db.client().await?;
             let tx = client.transaction().await.map_err(db)?;
             if let Some(key) = &request.idempotency_key
-                && let Some(used) = store::claim_key(&tx, CANCEL, key.as_str(), &fingerprint, id).await?
+                && let Some(used) = store::idempotency::claim(&tx, CANCEL, key.as_str(), &fingerprint, id).await?
             {
                 drop(tx);
                 return Ok(self.replay(&client, used, &fingerprint).await?.booking);
             }
-            let current = store::lock_booking(&tx, id).await?.ok_or(Error::NotFound(id))?;
+            let current = store::bookings::lock(&tx, id).await?.ok_or(Error::NotFound(id))?;
             let booking = match plan_cancel(&current, request.expected_version, now).map_err(|r| refused(r, id))? {
                 CancelPlan::AlreadyCancelled => current,
                 CancelPlan::Cancel(_) => {
-                    let (booking, _) = store::set_status(&tx, id, BookingStatus::Cancelled, &[], now).await?;
-                    store::close_open_jobs(&tx, id, JobState::Cancelled).await?;
-                    store::enqueue_release(&tx, id, &carrier).await?;
+                    let (booking, _) = store::bookings::set_status(&tx, id, BookingStatus::Cancelled, &[], now).await?;
+                    store::jobs::close_open(&tx, id, JobState::Cancelled).await?;
+                    store::releases::enqueue(&tx, id, &carrier).await?;
                     let mut events = vec![Event::new(
                         EventType::Cancelled,
                         booking.version,
                         json!({ "suppress_emails": request.suppress_emails }),
                     )];
-                    let mut channels = vec![store::RELEASE_CHANNEL];
+                    let mut channels = vec![store::releases::CHANNEL];
                     queue_email(
                         &tx,
                         &booking,
@@ -306,13 +309,13 @@ impl Flow {
                         &mut channels,
                     )
                     .await?;
-                    store::append_history(&tx, id, &events).await?;
+                    store::history::append(&tx, id, &events).await?;
                     wake = channels;
                     booking
                 }
             };
             if let Some(key) = &request.idempotency_key {
-                store::save_key_response(&tx, CANCEL, key.as_str(), &snapshot(&booking)?).await?;
+                store::idempotency::save_response(&tx, CANCEL, key.as_str(), &snapshot(&booking)?).await?;
             }
             tx.commit().await.map_err(db)?;
             booking
@@ -327,14 +330,14 @@ impl Flow {
     #[tracing::instrument(skip_all, fields(booking.id = %id))]
     pub async fn get(&self, id: BookingId) -> Result<Booking> {
         let client = self.db.client().await?;
-        store::get_booking(&client, id.uuid()).await?.ok_or(Error::NotFound(id.uuid()))
+        store::bookings::get(&client, id.uuid()).await?.ok_or(Error::NotFound(id.uuid()))
     }
 
     /// One page of bookings and the token of the next page, if any.
     #[tracing::instrument(skip_all, fields(restaurant.id = %query.restaurant_id.as_str()))]
     pub async fn list(&self, query: &ListQuery, filter_hash: u64) -> Result<(Vec<Booking>, Option<String>)> {
         let client = self.db.client().await?;
-        let mut bookings = store::list_bookings(&client, query).await?;
+        let mut bookings = store::bookings::list(&client, query).await?;
         let more = bookings.len() as i64 > query.page_size;
         bookings.truncate(query.page_size.max(0) as usize);
         let token = match bookings.last() {
@@ -346,12 +349,12 @@ impl Flow {
 
     /// The booking's history, oldest first.
     #[tracing::instrument(skip_all, fields(booking.id = %id))]
-    pub async fn history(&self, id: BookingId) -> Result<Vec<store::StoredEvent>> {
+    pub async fn history(&self, id: BookingId) -> Result<Vec<store::history::StoredEvent>> {
         let client = self.db.client().await?;
-        if store::get_booking(&client, id.uuid()).await?.is_none() {
+        if store::bookings::get(&client, id.uuid()).await?.is_none() {
             return Err(Error::NotFound(id.uuid()));
         }
-        store::history(&client, id.uuid()).await
+        store::history::read(&client, id.uuid()).await
     }
 
     /// The inline deadline for a call whose caller waits until `caller_deadline`, keeping
@@ -384,14 +387,19 @@ impl Flow {
     ) -> Result<Option<Answer>> {
         let Some(key) = key else { return Ok(None) };
         let client = self.db.client().await?;
-        match store::key_use(&client, rpc, key.as_str()).await? {
+        match store::idempotency::find(&client, rpc, key.as_str()).await? {
             Some(used) => self.replay(&client, used, fingerprint).await.map(Some),
             None => Ok(None),
         }
     }
 
     /// The answer to a request whose idempotency key was used before.
-    async fn replay(&self, db: &impl GenericClient, used: store::KeyUse, fingerprint: &str) -> Result<Answer> {
+    async fn replay(
+        &self,
+        db: &impl GenericClient,
+        used: store::idempotency::KeyUse,
+        fingerprint: &str,
+    ) -> Result<Answer> {
         if used.fingerprint != fingerprint {
             return Err(Error::KeyReused);
         }
@@ -399,7 +407,7 @@ impl Flow {
             Some(value) => serde_json::from_value(value).map_err(|e| Error::corrupt(format!("stored answer: {e}")))?,
             // The first request is still in flight, or was cut short after applying: its
             // effect is durable, so answer the booking as it is now.
-            None => store::get_booking(db, used.booking_id).await?.ok_or(Error::NotFound(used.booking_id))?,
+            None => store::bookings::get(db, used.booking_id).await?.ok_or(Error::NotFound(used.booking_id))?,
         };
         tracing::info!(booking.id = %booking.id, "idempotent replay: answering the first result, doing nothing again");
         Ok(Answer::replay(booking))
@@ -483,12 +491,12 @@ impl Flow {
         }
         let tx = self.db.tx().await?;
         // BEGIN and the row lock in one round trip.
-        let current = tx.begin(store::lock_booking(tx.client(), id)).await?.ok_or(Error::NotFound(id))?;
+        let current = tx.begin(store::bookings::lock(tx.client(), id)).await?.ok_or(Error::NotFound(id))?;
         let c = tx.client();
         // Whether the background took this version over meanwhile (this request outlived the
         // grace period and looked dead): that decision stands, so a late result neither
         // confirms nor queues a second email. Read under the row lock, hence after it.
-        let taken_over = store::job(c, id, version).await?.is_some_and(|j| j.recorded);
+        let taken_over = store::jobs::get(c, id, version).await?.is_some_and(|j| j.recorded);
         let mut events = vec![];
         let mut channels = vec![];
         // Written after the history of `events`, with COMMIT, in one round trip.
@@ -515,17 +523,17 @@ impl Flow {
             booking.table_ids = tables.clone();
             booking.updated_at = now;
             let kind = EmailKind::confirmation(version);
-            statements.push(store::set_status_statement(c, id, BookingStatus::Confirmed, tables, now).await?);
-            statements.push(store::close_job_statement(c, id, version, JobState::Assigned).await?);
+            statements.push(store::bookings::set_status_statement(c, id, BookingStatus::Confirmed, tables, now).await?);
+            statements.push(store::jobs::close_statement(c, id, version, JobState::Assigned).await?);
             if suppress {
                 events.push(Event::new(EventType::EmailSuppressed, version, json!({ "kind": kind.as_str() })));
             } else {
                 // After the history of `events`, so EMAIL_QUEUED comes last.
                 let queued = Event::new(EventType::EmailQueued, version, json!({ "kind": kind.as_str() }));
                 let payload = EmailPayload::for_booking(&booking);
-                let email = store::enqueue_email_statement(c, id, version, kind, &payload, carrier, &queued).await?;
-                channels.push(store::OUTBOX_CHANNEL);
-                statements.push(store::history_statement(c, id, &events).await?);
+                let email = store::outbox::enqueue_statement(c, id, version, kind, &payload, carrier, &queued).await?;
+                channels.push(store::outbox::CHANNEL);
+                statements.push(store::history::statement(c, id, &events).await?);
                 events.clear();
                 statements.push(email);
             }
@@ -538,23 +546,23 @@ impl Flow {
             // adopted the hand-off meanwhile (this request outlived the grace period) but has
             // not recorded its job yet, marked recorded. A job already recorded was taken
             // over by the background: its pending email is queued already.
-            let recorded_before = if store::job_from_handoff(c, id, version).await? {
+            let recorded_before = if store::jobs::from_handoff(c, id, version).await? {
                 Some(false)
             } else {
-                store::mark_job_recorded(c, id, version, true).await?
+                store::jobs::mark_recorded(c, id, version, true).await?
             };
             if recorded_before != Some(true) {
                 let kind = EmailKind::pending(version);
                 queue_email(c, &current, kind, suppress, carrier, &mut events, &mut channels).await?;
             }
-            channels.push(store::REASSIGN_CHANNEL);
+            channels.push(store::jobs::CHANNEL);
             (current, Outcome::Pending)
         };
         if !events.is_empty() {
-            statements.insert(0, store::history_statement(c, id, &events).await?);
+            statements.insert(0, store::history::statement(c, id, &events).await?);
         }
         if let Some((rpc, key)) = key {
-            statements.push(store::key_response_statement(c, rpc, key.as_str(), &snapshot(&booking)?).await?);
+            statements.push(store::idempotency::response_statement(c, rpc, key.as_str(), &snapshot(&booking)?).await?);
         }
         tx.commit_with(&statements).await?;
         self.wake(&channels);
@@ -565,7 +573,7 @@ impl Flow {
     /// still PENDING at the applied version and still handed to this request. Confirms it,
     /// ends the hand-off, writes the history and queues the confirmation email in one
     /// statement, atomic on its own and guarded by the booking's row (see
-    /// [`store::confirm_inline`]). `None` (nothing written) when the booking moved on or
+    /// [`store::bookings::confirm_inline`]). `None` (nothing written) when the booking moved on or
     /// was taken over meanwhile: the caller then records the attempt the general way.
     async fn confirm_inline(
         &self,
@@ -596,13 +604,13 @@ impl Flow {
         };
         let client = self.db.client().await?;
         let statement =
-            store::confirm_inline(&client, booking.id, version, tables, now, &events, email, carrier).await?;
+            store::bookings::confirm_inline(&client, booking.id, version, tables, now, &events, email, carrier).await?;
         let rows = statement.query(&client).await.map_err(db)?;
-        if !store::written(&rows)? {
+        if !store::bookings::written(&rows)? {
             return Ok(None);
         }
         if !suppress {
-            self.db.wake(store::OUTBOX_CHANNEL);
+            self.db.wake(store::outbox::CHANNEL);
         }
         // The version was requested when it was applied.
         self.metrics.confirmed("inline", now.duration_since(applied.updated_at).unwrap_or_default());
@@ -633,10 +641,10 @@ pub async fn queue_email(
         return Ok(());
     }
     let payload = EmailPayload::for_booking(booking);
-    if store::enqueue_email(db, booking.id, booking.version, kind, &payload, carrier).await? {
+    if store::outbox::enqueue(db, booking.id, booking.version, kind, &payload, carrier).await? {
         events.push(Event::new(EventType::EmailQueued, booking.version, json!({ "kind": kind.as_str() })));
-        if !channels.contains(&store::OUTBOX_CHANNEL) {
-            channels.push(store::OUTBOX_CHANNEL);
+        if !channels.contains(&store::outbox::CHANNEL) {
+            channels.push(store::outbox::CHANNEL);
         }
     }
     Ok(())

@@ -15,7 +15,10 @@ use crate::{
     },
     error::Error,
     metrics::Metrics,
-    store::{self, ClaimedEmail, FinishedEmail},
+    store::{
+        self,
+        outbox::{ClaimedEmail, FinishedEmail},
+    },
 };
 use platform::{
     backoff::Backoff,
@@ -69,7 +72,7 @@ impl OutboxWorker {
 
     /// Dispatches due emails until `shutdown`; the batch in hand is finished first.
     pub async fn run(self, shutdown: CancellationToken) {
-        let wake = self.db.listen(store::OUTBOX_CHANNEL, shutdown.clone());
+        let wake = self.db.listen(store::outbox::CHANNEL, shutdown.clone());
         let mut last_gauge = Instant::now() - Duration::from_secs(60);
         let mut failures = 0u32;
         while !shutdown.is_cancelled() {
@@ -91,7 +94,7 @@ impl OutboxWorker {
             if last_gauge.elapsed() >= Duration::from_secs(1) {
                 last_gauge = Instant::now();
                 if let Ok(client) = self.db.client().await
-                    && let Ok((depth, age)) = store::outbox_depth(&client).await
+                    && let Ok((depth, age)) = store::outbox::depth(&client).await
                 {
                     self.metrics.set_outbox(depth, Duration::from_secs_f64(age.max(0.0)));
                 }
@@ -106,14 +109,14 @@ impl OutboxWorker {
 
     async fn next_due(&self) -> Option<Duration> {
         let client = self.db.client().await.ok()?;
-        store::next_email_due(&client).await.ok().flatten()
+        store::outbox::next_due(&client).await.ok().flatten()
     }
 
     /// Claims one batch and dispatches it; returns whether anything was claimed.
     async fn pass(&self) -> Result<bool, Error> {
         let claimed = {
             let client = self.db.client().await?;
-            store::claim_emails(&client, self.settings.batch, self.settings.lease).await?
+            store::outbox::claim(&client, self.settings.batch, self.settings.lease).await?
         };
         if claimed.is_empty() {
             return Ok(false);
@@ -135,7 +138,7 @@ impl OutboxWorker {
         // One statement ends the whole batch (a row left queued by a failure here is
         // dispatched again after its lease: SendOnce answers it as a duplicate).
         let client = self.db.client().await?;
-        store::finish_emails(&client, &finished).await?;
+        store::outbox::finish(&client, &finished).await?;
         Ok(true)
     }
 
@@ -234,7 +237,7 @@ impl OutboxWorker {
                 let delay = self.settings.backoff.delay(email.attempts.max(1) as u32);
                 tracing::warn!(%error, retry_in = ?delay, "SendOnce failed; will retry");
                 let client = self.db.client().await?;
-                store::retry_email(&client, email.id, delay, &error).await?;
+                store::outbox::retry(&client, email.id, delay, &error).await?;
                 self.metrics.email(kind, "retried");
                 Ok(None)
             }

@@ -45,7 +45,7 @@ impl KeyPurge {
         let client = self.db.client().await?;
         let mut purged = 0;
         loop {
-            let deleted = store::purge_keys(&client, self.retention, BATCH).await?;
+            let deleted = store::idempotency::purge(&client, self.retention, BATCH).await?;
             purged += deleted;
             if deleted < BATCH as u64 {
                 return Ok(purged);

@@ -120,7 +120,7 @@ impl Dispatcher {
     /// Runs until `shutdown`, then gives up its leases so another replica takes over at once.
     pub async fn run(mut self, shutdown: CancellationToken) {
         tracing::info!(owner = %self.owner, "reassign dispatcher started");
-        let wake = self.db.listen(store::REASSIGN_CHANNEL, shutdown.clone());
+        let wake = self.db.listen(store::jobs::CHANNEL, shutdown.clone());
         let mut inbound: Option<Streaming<ReassignResponse>> = None;
         let mut connecting: Option<tokio::task::JoinHandle<Connected>> = None;
         let mut reconnect_at = tokio::time::Instant::now();
@@ -197,7 +197,7 @@ impl Dispatcher {
         }
         match self.db.client().await {
             Ok(client) => {
-                if let Err(error) = store::drop_leases(&client, self.owner).await {
+                if let Err(error) = store::jobs::drop_leases(&client, self.owner).await {
                     tracing::warn!(%error, "could not give up reassign leases on shutdown");
                 }
             }
@@ -248,11 +248,11 @@ impl Dispatcher {
         let client = self.db.client().await?;
         if room > 0 {
             // Hand-offs whose requests died before recording become jobs to recover.
-            let adopted = store::adopt_handoffs(&client, room).await?;
+            let adopted = store::jobs::adopt_handoffs(&client, room).await?;
             if adopted > 0 {
                 tracing::debug!(adopted, "took over hand-offs whose requests did not record in time");
             }
-            let jobs = store::claim_jobs(&client, self.owner, room, self.settings.lease).await?;
+            let jobs = store::jobs::claim(&client, self.owner, room, self.settings.lease).await?;
             drop(client);
             for job in jobs {
                 if !job.recorded
@@ -284,7 +284,7 @@ impl Dispatcher {
                 self.send(StreamCommand::Submit(request), carrier);
             }
             let client = self.db.client().await?;
-            return store::next_job_due(&client, self.owner).await;
+            return store::jobs::next_due(&client, self.owner).await;
         }
         // Full: look again at the next poll (or when a tracked job finishes).
         Ok(None)
@@ -292,14 +292,14 @@ impl Dispatcher {
 
     /// Records the pending state of a job whose request died between apply and record
     /// (a crash): the same email an inline timeout would have queued.
-    async fn recover(&self, job: &store::ClaimedJob) -> Result<(), Error> {
+    async fn recover(&self, job: &store::jobs::ClaimedJob) -> Result<(), Error> {
         let span = tracing::info_span!(parent: None, "reassign.recover", booking.id = %job.booking_id, booking.version = job.version);
         link_to_carrier(&span, &job.carrier);
         async {
             let mut client = self.db.client().await?;
             let tx = client.transaction().await?;
-            let Some(booking) = store::lock_booking(&tx, job.booking_id).await? else { return Ok(()) };
-            let Some(current) = store::job(&tx, job.booking_id, job.version).await? else { return Ok(()) };
+            let Some(booking) = store::bookings::lock(&tx, job.booking_id).await? else { return Ok(()) };
+            let Some(current) = store::jobs::get(&tx, job.booking_id, job.version).await? else { return Ok(()) };
             if !current.open || current.recorded {
                 return Ok(());
             }
@@ -314,8 +314,8 @@ impl Dispatcher {
                 let kind = EmailKind::pending(job.version);
                 queue_email(&tx, &booking, kind, current.suppress_emails, &job.carrier, &mut events, &mut channels).await?;
             }
-            store::mark_job_recorded(&tx, job.booking_id, job.version, true).await?;
-            store::append_history(&tx, job.booking_id, &events).await?;
+            store::jobs::mark_recorded(&tx, job.booking_id, job.version, true).await?;
+            store::history::append(&tx, job.booking_id, &events).await?;
             tx.commit().await?;
             for channel in channels {
                 self.db.wake(channel);
@@ -334,7 +334,7 @@ impl Dispatcher {
             return;
         }
         let held = match self.db.client().await {
-            Ok(client) => store::renew_jobs(&client, self.owner, self.settings.lease).await,
+            Ok(client) => store::jobs::renew(&client, self.owner, self.settings.lease).await,
             Err(error) => Err(error.into()),
         };
         match held {
@@ -348,7 +348,7 @@ impl Dispatcher {
 
     async fn refresh_gauge(&self) {
         if let Ok(client) = self.db.client().await
-            && let Ok(n) = store::open_jobs(&client).await
+            && let Ok(n) = store::jobs::count_open(&client).await
         {
             self.metrics.set_jobs_waiting(n);
         }
@@ -428,8 +428,8 @@ impl Dispatcher {
         let version = update.version;
         let mut client = self.db.client().await?;
         let tx = client.transaction().await?;
-        let Some(booking) = store::lock_booking(&tx, booking_id).await? else { return Ok(Decision::Stale) };
-        let job = store::job(&tx, booking_id, version).await?;
+        let Some(booking) = store::bookings::lock(&tx, booking_id).await? else { return Ok(Decision::Stale) };
+        let job = store::jobs::get(&tx, booking_id, version).await?;
         let job_open = job.as_ref().is_some_and(|j| j.open);
         let decision = decide(state, version, booking.version, booking.status, job_open);
         tracing::Span::current().record("decision", tracing::field::debug(&decision));
@@ -457,10 +457,16 @@ impl Dispatcher {
         let attempts = job.as_ref().map_or(update.attempt, |j| j.attempts.max(update.attempt));
         match &decision {
             Decision::Confirm { table_ids } => {
-                let (confirmed, requested_at) =
-                    store::set_status(&tx, booking_id, crate::domain::BookingStatus::Confirmed, table_ids, now).await?;
-                store::close_job(&tx, booking_id, version, crate::domain::reassign::JobState::Assigned).await?;
-                store::record_job_attempt(&tx, booking_id, version, attempts, None, "").await?;
+                let (confirmed, requested_at) = store::bookings::set_status(
+                    &tx,
+                    booking_id,
+                    crate::domain::BookingStatus::Confirmed,
+                    table_ids,
+                    now,
+                )
+                .await?;
+                store::jobs::close(&tx, booking_id, version, crate::domain::reassign::JobState::Assigned).await?;
+                store::jobs::record_attempt(&tx, booking_id, version, attempts, None, "").await?;
                 events.push(Event::new(
                     EventType::Confirmed,
                     version,
@@ -483,15 +489,15 @@ impl Dispatcher {
                     UpdateState::Retrying { next_attempt_at } => *next_attempt_at,
                     _ => None,
                 };
-                store::record_job_attempt(&tx, booking_id, version, update.attempt, next, &update.last_error).await?;
+                store::jobs::record_attempt(&tx, booking_id, version, update.attempt, next, &update.last_error).await?;
             }
             Decision::Close(job_state) => {
-                store::close_job(&tx, booking_id, version, *job_state).await?;
-                store::record_job_attempt(&tx, booking_id, version, attempts, None, &update.last_error).await?;
+                store::jobs::close(&tx, booking_id, version, *job_state).await?;
+                store::jobs::record_attempt(&tx, booking_id, version, attempts, None, &update.last_error).await?;
             }
             Decision::Stale => {}
         }
-        store::append_history(&tx, booking_id, &events).await?;
+        store::history::append(&tx, booking_id, &events).await?;
         tx.commit().await?;
         for channel in channels {
             self.db.wake(channel);

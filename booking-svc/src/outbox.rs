@@ -1,4 +1,6 @@
-//! The outbox worker, the ONLY caller of notify-svc. It claims a batch of due emails with
+//! The outbox: how a step of a flow queues an email, and the worker that sends them.
+//!
+//! The worker is the ONLY caller of notify-svc. It claims a batch of due emails with
 //! `FOR UPDATE SKIP LOCKED` and a lease (committed before any call), drops emails about a
 //! version that is no longer current, calls `SendOnce` with a deadline for the others,
 //! then marks the batch's rows done with their history events in one statement, and
@@ -10,16 +12,17 @@
 use crate::{
     crash::{CrashHook, CrashPoint},
     domain::{
-        Event, EventType,
-        emails::{Staleness, staleness},
+        Booking, EmailKind, Event, EventType,
+        emails::{EmailPayload, Staleness, staleness},
     },
     error::Error,
     metrics::Metrics,
     store::{
-        self,
+        self, Carrier,
         outbox::{ClaimedEmail, FinishedEmail},
     },
 };
+use deadpool_postgres::GenericClient;
 use platform::{
     backoff::Backoff,
     db::Database,
@@ -38,6 +41,31 @@ use std::{
 };
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
+
+/// Queues the email `kind` about `booking` (or records its suppression) and notes the
+/// history event and the channel to wake.
+pub async fn queue_email(
+    db: &impl GenericClient,
+    booking: &Booking,
+    kind: EmailKind,
+    suppress: bool,
+    carrier: &Carrier,
+    events: &mut Vec<Event>,
+    channels: &mut Vec<&'static str>,
+) -> Result<(), Error> {
+    if suppress {
+        events.push(Event::new(EventType::EmailSuppressed, booking.version, json!({ "kind": kind.as_str() })));
+        return Ok(());
+    }
+    let payload = EmailPayload::for_booking(booking);
+    if store::outbox::enqueue(db, booking.id, booking.version, kind, &payload, carrier).await? {
+        events.push(Event::new(EventType::EmailQueued, booking.version, json!({ "kind": kind.as_str() })));
+        if !channels.contains(&store::outbox::CHANNEL) {
+            channels.push(store::outbox::CHANNEL);
+        }
+    }
+    Ok(())
+}
 
 /// Settings of the outbox worker.
 #[derive(Clone, Copy, Debug)]
@@ -259,7 +287,7 @@ fn finished(email: &ClaimedEmail, state: &'static str, error: Option<String>, ev
     FinishedEmail { id: email.id, booking_id: email.booking_id, state, error, event }
 }
 
-fn notification_kind(kind: crate::domain::EmailKind) -> pb::NotificationKind {
+fn notification_kind(kind: EmailKind) -> pb::NotificationKind {
     use crate::domain::EmailKind::*;
     match kind {
         BookingPending => pb::NotificationKind::BookingPending,

@@ -12,7 +12,7 @@
 use crate::{
     crash::{CrashHook, CrashPoint},
     domain::{
-        Booking, EmailKind, Event, EventType,
+        Booking, Detail, EmailKind, Event,
         emails::{EmailPayload, Staleness, staleness},
     },
     error::Error,
@@ -34,7 +34,6 @@ use platform::{
     },
     telemetry::link_to_carrier,
 };
-use serde_json::json;
 use std::{
     sync::Arc,
     time::{Duration, Instant},
@@ -54,12 +53,12 @@ pub async fn queue_email(
     channels: &mut Vec<&'static str>,
 ) -> Result<(), Error> {
     if suppress {
-        events.push(Event::new(EventType::EmailSuppressed, booking.version, json!({ "kind": kind.as_str() })));
+        events.push(Event::new(booking.version, Detail::EmailSuppressed { kind }));
         return Ok(());
     }
     let payload = EmailPayload::for_booking(booking);
     if store::outbox::enqueue(db, booking.id, booking.version, kind, &payload, carrier).await? {
-        events.push(Event::new(EventType::EmailQueued, booking.version, json!({ "kind": kind.as_str() })));
+        events.push(Event::new(booking.version, Detail::EmailQueued { kind }));
         if !channels.contains(&store::outbox::CHANNEL) {
             channels.push(store::outbox::CHANNEL);
         }
@@ -237,24 +236,24 @@ impl OutboxWorker {
                     .map(|s| s.as_str_name().trim_start_matches("DELIVERY_STATE_").to_string())
                     .unwrap_or_else(|_| "UNKNOWN".into());
                 tracing::Span::current().record("delivery.state", state.as_str());
-                let detail = json!({
-                    "kind": kind,
-                    "state": state,
-                    "duplicate": response.duplicate,
-                    "attempts": email.attempts,
-                    "message_id": delivery.message_id,
-                });
+                let detail = Detail::EmailDispatched {
+                    kind: email.kind,
+                    state,
+                    duplicate: response.duplicate,
+                    attempts: email.attempts,
+                    message_id: delivery.message_id,
+                };
                 self.metrics.email(kind, "dispatched");
-                Ok(Some(finished(&email, "DONE", None, Event::new(EventType::EmailDispatched, email.version, detail))))
+                Ok(Some(finished(&email, "DONE", None, Event::new(email.version, detail))))
             }
             Ok(Err(status))
                 if matches!(status.code(), tonic::Code::InvalidArgument | tonic::Code::FailedPrecondition) =>
             {
                 let reason = format!("refused by notify-svc: {:?}: {}", status.code(), status.message());
                 tracing::error!(%reason, "email refused permanently");
-                let detail = json!({ "kind": kind, "reason": reason });
+                let detail = Detail::EmailDropped { kind: email.kind, reason: reason.clone(), current_version: None };
                 self.metrics.email(kind, "failed");
-                let event = Event::new(EventType::EmailDropped, email.version, detail);
+                let event = Event::new(email.version, detail);
                 Ok(Some(finished(&email, "FAILED", Some(reason), event)))
             }
             other => {
@@ -274,11 +273,14 @@ impl OutboxWorker {
 
     /// Ends a stale email's row without it having gone out.
     fn dropped(&self, email: &ClaimedEmail, reason: String) -> FinishedEmail {
-        let kind = email.kind.as_str();
-        let detail = json!({ "kind": kind, "reason": reason, "current_version": email.current_version });
-        self.metrics.email(kind, "dropped");
+        self.metrics.email(email.kind.as_str(), "dropped");
         tracing::info!(%reason, "stale email dropped");
-        finished(email, "DROPPED", Some(reason), Event::new(EventType::EmailDropped, email.version, detail))
+        let detail = Detail::EmailDropped {
+            kind: email.kind,
+            reason: reason.clone(),
+            current_version: Some(email.current_version),
+        };
+        finished(email, "DROPPED", Some(reason), Event::new(email.version, detail))
     }
 }
 

@@ -3,11 +3,15 @@
 //! or write storage and never call another service.
 
 use super::values::{
-    BookingDuration, BookingId, GuestEmail, GuestName, IdempotencyKey, Notes, PartySize, Phone, RestaurantId, StartTime,
+    BookingDuration, BookingId, GuestEmail, GuestName, IdempotencyKey, Notes, PartySize, Phone, RestaurantId,
+    StartTime, truncate_to_micros,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::json;
-use std::time::{Duration, SystemTime};
+use std::{
+    fmt::Write,
+    time::{Duration, SystemTime},
+};
 use uuid::Uuid;
 
 /// Lifecycle state of a booking.
@@ -181,8 +185,32 @@ pub enum Refusal {
 #[derive(Clone, Debug, PartialEq)]
 pub struct FieldChange {
     pub field: &'static str,
-    pub from: serde_json::Value,
-    pub to: serde_json::Value,
+    pub from: FieldValue,
+    pub to: FieldValue,
+}
+
+/// The value of an edited field, as the history shows it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum FieldValue {
+    /// A point in time, in RFC 3339 ([`rfc3339`]).
+    Time(SystemTime),
+    /// A number of guests.
+    Count(i32),
+    /// A length of time, in whole seconds (`"5400s"`).
+    Length(Duration),
+    /// Free text.
+    Text(String),
+}
+
+impl Serialize for FieldValue {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match self {
+            FieldValue::Time(t) => serializer.serialize_str(&rfc3339(*t)),
+            FieldValue::Count(n) => serializer.serialize_i32(*n),
+            FieldValue::Length(d) => serializer.collect_str(&format_args!("{}s", d.as_secs())),
+            FieldValue::Text(text) => serializer.serialize_str(text),
+        }
+    }
 }
 
 /// What an edit does to a booking.
@@ -216,15 +244,19 @@ pub fn plan_edit(current: &Booking, changes: &Changes, now: SystemTime) -> EditP
     {
         changed.push(FieldChange {
             field: "start_time",
-            from: json!(rfc3339(current.start_time)),
-            to: json!(rfc3339(start.get())),
+            from: FieldValue::Time(current.start_time),
+            to: FieldValue::Time(start.get()),
         });
         next.start_time = start.get();
     }
     if let Some(size) = changes.party_size
         && size.get() != current.party_size
     {
-        changed.push(FieldChange { field: "party_size", from: json!(current.party_size), to: json!(size.get()) });
+        changed.push(FieldChange {
+            field: "party_size",
+            from: FieldValue::Count(current.party_size),
+            to: FieldValue::Count(size.get()),
+        });
         next.party_size = size.get();
     }
     if let Some(duration) = changes.duration
@@ -232,15 +264,19 @@ pub fn plan_edit(current: &Booking, changes: &Changes, now: SystemTime) -> EditP
     {
         changed.push(FieldChange {
             field: "duration",
-            from: json!(format!("{}s", current.duration.as_secs())),
-            to: json!(format!("{}s", duration.get().as_secs())),
+            from: FieldValue::Length(current.duration),
+            to: FieldValue::Length(duration.get()),
         });
         next.duration = duration.get();
     }
     if let Some(notes) = &changes.notes
         && notes.as_str() != current.notes
     {
-        changed.push(FieldChange { field: "notes", from: json!(current.notes), to: json!(notes.as_str()) });
+        changed.push(FieldChange {
+            field: "notes",
+            from: FieldValue::Text(current.notes.clone()),
+            to: FieldValue::Text(notes.as_str().to_string()),
+        });
         next.notes = notes.as_str().to_string();
     }
     if changed.is_empty() {
@@ -292,30 +328,25 @@ pub fn from_micros(micros: i64) -> SystemTime {
     }
 }
 
-/// An RFC 3339 UTC rendering of `t` (to the microsecond), for history details.
+/// An RFC 3339 UTC rendering of `t` to the microsecond, with no fraction when it has
+/// none (`2023-11-14T22:13:20Z`, `2023-11-14T22:13:20.000005Z`), for history details.
+/// Times humantime cannot render (before 1970, after 9999) follow protobuf's rendering
+/// (`+10000-01-01T00:00:00Z`, fraction digits in threes).
 pub fn rfc3339(t: SystemTime) -> String {
-    let us = micros(t);
-    let secs = us.div_euclid(1_000_000);
-    let frac = us.rem_euclid(1_000_000);
-    let days = secs.div_euclid(86_400);
-    let rem = secs.rem_euclid(86_400);
-    let (y, m, d) = civil_from_days(days);
-    let base = format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}", rem / 3600, (rem % 3600) / 60, rem % 60);
-    if frac == 0 { format!("{base}Z") } else { format!("{base}.{frac:06}Z") }
-}
-
-/// Howard Hinnant's days-to-civil conversion.
-fn civil_from_days(days: i64) -> (i64, i64, i64) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
-    let y = yoe + era * 400;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    (if m <= 2 { y + 1 } else { y }, m, d)
+    let t = truncate_to_micros(t);
+    let whole_seconds = t.duration_since(SystemTime::UNIX_EPOCH).is_ok_and(|d| d.subsec_nanos() == 0);
+    let mut text = String::new();
+    let rendered = if t < SystemTime::UNIX_EPOCH {
+        Err(std::fmt::Error)
+    } else if whole_seconds {
+        write!(text, "{}", humantime::format_rfc3339_seconds(t))
+    } else {
+        write!(text, "{}", humantime::format_rfc3339_micros(t))
+    };
+    match rendered {
+        Ok(()) => text,
+        Err(_) => prost_types::Timestamp::from(t).to_string(),
+    }
 }
 
 #[cfg(test)]
@@ -417,9 +448,21 @@ mod tests {
     }
 
     #[test]
-    fn rfc3339_renders_utc() {
+    fn rfc3339_renders_utc_to_the_microsecond() {
         assert_eq!(rfc3339(at(0)), "1970-01-01T00:00:00Z");
         assert_eq!(rfc3339(at(1_700_000_000) + Duration::from_micros(5)), "2023-11-14T22:13:20.000005Z");
+        assert_eq!(rfc3339(at(1_700_000_000) + Duration::from_millis(120)), "2023-11-14T22:13:20.120000Z");
+        assert_eq!(rfc3339(at(1_700_000_000) + Duration::from_nanos(999)), "2023-11-14T22:13:20Z");
+        assert_eq!(rfc3339(at(1_700_000_000) + Duration::from_nanos(1_999)), "2023-11-14T22:13:20.000001Z");
+        assert_eq!(rfc3339(at(951_782_400)), "2000-02-29T00:00:00Z");
+        assert_eq!(rfc3339(at(253_402_300_799)), "9999-12-31T23:59:59Z");
+    }
+
+    #[test]
+    fn rfc3339_renders_times_beyond_humantime() {
+        assert_eq!(rfc3339(at(253_402_300_800)), "+10000-01-01T00:00:00Z");
+        assert_eq!(rfc3339(SystemTime::UNIX_EPOCH - Duration::from_secs(1)), "1969-12-31T23:59:59Z");
+        assert_eq!(rfc3339(SystemTime::UNIX_EPOCH - Duration::from_micros(1)), "1969-12-31T23:59:59.999999Z");
     }
 
     proptest! {

@@ -12,4 +12,4 @@ pub mod values;
 
 pub use booking::{Booking, BookingStatus};
 pub use emails::EmailKind;
-pub use history::{Event, EventType};
+pub use history::{Detail, Event, EventType};

@@ -5,7 +5,7 @@ use super::{CANCEL, Flow, Result, db, refused, snapshot};
 use crate::{
     crash::CrashPoint,
     domain::{
-        Booking, BookingStatus, EmailKind, Event, EventType,
+        Booking, BookingStatus, Detail, EmailKind, Event,
         booking::{CancelPlan, CancelRequest, plan_cancel},
         reassign::JobState,
         values::truncate_to_micros,
@@ -16,7 +16,6 @@ use crate::{
 };
 use deadpool_postgres::GenericClient;
 use platform::telemetry::current_context_carrier;
-use serde_json::json;
 use std::time::SystemTime;
 
 impl Flow {
@@ -45,11 +44,8 @@ impl Flow {
                     let (booking, _) = store::bookings::set_status(&tx, id, BookingStatus::Cancelled, &[], now).await?;
                     store::jobs::close_open(&tx, id, JobState::Cancelled).await?;
                     store::releases::enqueue(&tx, id, &carrier).await?;
-                    let mut events = vec![Event::new(
-                        EventType::Cancelled,
-                        booking.version,
-                        json!({ "suppress_emails": request.suppress_emails }),
-                    )];
+                    let cancelled = Detail::Cancelled { suppress_emails: request.suppress_emails };
+                    let mut events = vec![Event::new(booking.version, cancelled)];
                     let mut channels = vec![store::releases::CHANNEL];
                     queue_email(
                         &tx,

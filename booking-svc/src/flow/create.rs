@@ -9,14 +9,13 @@ use super::{Answer, CREATE, Flow, Result};
 use crate::{
     crash::CrashPoint,
     domain::{
-        Event, EventType,
+        Detail, Event,
         booking::NewBooking,
         values::{BookingId, truncate_to_micros},
     },
     store,
 };
 use platform::telemetry::current_context_carrier;
-use serde_json::json;
 use std::time::{Duration, Instant, SystemTime};
 
 impl Flow {
@@ -41,14 +40,7 @@ impl Flow {
             {
                 return self.replay(tx.client(), used, &fingerprint).await;
             }
-            let detail = json!({
-                "restaurant_id": booking.restaurant_id,
-                "party_size": booking.party_size,
-                "start_time": crate::domain::booking::rfc3339(booking.start_time),
-                "duration_s": booking.duration.as_secs(),
-                "suppress_emails": request.suppress_emails,
-            });
-            let events = [Event::new(EventType::Created, 1, detail)];
+            let events = [Event::new(1, Detail::created(&booking, request.suppress_emails))];
             let due_in = window + self.inline.record_grace;
             let c = tx.client();
             // BEGIN, the inserts and COMMIT in one round trip.

@@ -9,7 +9,7 @@ use super::{Answer, EDIT, Flow, Result, db, refused, snapshot};
 use crate::{
     crash::CrashPoint,
     domain::{
-        Booking, Event, EventType,
+        Booking, Detail, Event,
         booking::{EditPlan, EditRequest, FieldChange, check_editable, plan_edit},
         values::truncate_to_micros,
     },
@@ -17,7 +17,6 @@ use crate::{
     store::{self, Carrier},
 };
 use platform::telemetry::current_context_carrier;
-use serde_json::json;
 use std::time::{Duration, Instant, SystemTime};
 
 impl Flow {
@@ -159,14 +158,10 @@ enum Applied {
 
 /// The history of an edit that changes nothing.
 fn unchanged_events(current: &Booking) -> [Event; 1] {
-    let detail = json!({ "reason": "every requested value equals the current one" });
-    [Event::new(EventType::EditUnchanged, current.version, detail)]
+    [Event::new(current.version, Detail::edit_unchanged())]
 }
 
 /// The history of an edit that makes version `next`.
 fn edited_events(next: &Booking, changes: Vec<FieldChange>, suppress_emails: bool) -> [Event; 1] {
-    let changed: serde_json::Map<String, serde_json::Value> =
-        changes.into_iter().map(|c| (c.field.to_string(), json!({ "from": c.from, "to": c.to }))).collect();
-    let detail = json!({ "changes": changed, "suppress_emails": suppress_emails });
-    [Event::new(EventType::Edited, next.version, detail)]
+    [Event::new(next.version, Detail::Edited { changes, suppress_emails })]
 }

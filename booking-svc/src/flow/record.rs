@@ -8,8 +8,9 @@
 use super::{Answer, Flow, Result, db, snapshot};
 use crate::{
     domain::{
-        Booking, BookingStatus, EmailKind, Event, EventType,
+        Booking, BookingStatus, Detail, EmailKind, Event,
         emails::EmailPayload,
+        history::{Confirmation, Late},
         inline::{InlineAttempt, InlineResult, Outcome},
         reassign::JobState,
         values::{IdempotencyKey, truncate_to_micros},
@@ -18,7 +19,6 @@ use crate::{
     outbox::queue_email,
     store::{self, Carrier},
 };
-use serde_json::json;
 use std::time::SystemTime;
 
 impl Flow {
@@ -38,18 +38,8 @@ impl Flow {
     ) -> Result<Answer> {
         let now = truncate_to_micros(SystemTime::now());
         let (id, version) = (applied.id, applied.version);
-        let mut detail = json!({
-            "result": attempt.result.as_str(),
-            "elapsed_ms": attempt.elapsed.as_secs_f64() * 1000.0,
-            "email_sent": false,
-        });
-        match &attempt.result {
-            InlineResult::Unavailable(reason) => detail["error"] = json!(reason),
-            InlineResult::Assigned(tables) => detail["table_ids"] = json!(tables),
-            _ => {}
-        }
         if let (InlineResult::Assigned(tables), None) = (&attempt.result, key)
-            && let Some(booking) = self.confirm_inline(applied, tables, now, &detail, suppress, carrier).await?
+            && let Some(booking) = self.confirm_inline(applied, &attempt, tables, now, suppress, carrier).await?
         {
             return Ok(Answer { booking, outcome: Outcome::Confirmed, inline: attempt });
         }
@@ -67,12 +57,8 @@ impl Flow {
         let mut statements = vec![];
         let still_current = current.version == version && current.status == BookingStatus::Pending;
         let (booking, outcome) = if !still_current || taken_over {
-            if still_current {
-                detail["taken_over"] = json!(true);
-            } else {
-                detail["stale"] = json!(true);
-            }
-            events.push(Event::new(EventType::InlineAttempt, version, detail));
+            let late = if still_current { Late::TakenOver } else { Late::Stale };
+            events.push(Event::new(version, Detail::inline_attempt(&attempt, Some(late))));
             let outcome = if current.version == version && current.status == BookingStatus::Confirmed {
                 Outcome::Confirmed
             } else {
@@ -80,8 +66,8 @@ impl Flow {
             };
             (current, outcome)
         } else if let InlineResult::Assigned(tables) = &attempt.result {
-            events.push(Event::new(EventType::InlineAttempt, version, detail));
-            events.push(Event::new(EventType::Confirmed, version, json!({ "table_ids": tables, "via": "inline" })));
+            events.push(Event::new(version, Detail::inline_attempt(&attempt, None)));
+            events.push(Event::new(version, Detail::Confirmed(Confirmation::Inline { table_ids: tables.clone() })));
             let mut booking = current;
             booking.status = BookingStatus::Confirmed;
             booking.table_ids = tables.clone();
@@ -90,10 +76,10 @@ impl Flow {
             statements.push(store::bookings::set_status_statement(c, id, BookingStatus::Confirmed, tables, now).await?);
             statements.push(store::jobs::close_statement(c, id, version, JobState::Assigned).await?);
             if suppress {
-                events.push(Event::new(EventType::EmailSuppressed, version, json!({ "kind": kind.as_str() })));
+                events.push(Event::new(version, Detail::EmailSuppressed { kind }));
             } else {
                 // After the history of `events`, so EMAIL_QUEUED comes last.
-                let queued = Event::new(EventType::EmailQueued, version, json!({ "kind": kind.as_str() }));
+                let queued = Event::new(version, Detail::EmailQueued { kind });
                 let payload = EmailPayload::for_booking(&booking);
                 let email = store::outbox::enqueue_statement(c, id, version, kind, &payload, carrier, &queued).await?;
                 channels.push(store::outbox::CHANNEL);
@@ -105,7 +91,7 @@ impl Flow {
             self.metrics.confirmed("inline", now.duration_since(applied.updated_at).unwrap_or_default());
             (booking, Outcome::Confirmed)
         } else {
-            events.push(Event::new(EventType::InlineAttempt, version, detail));
+            events.push(Event::new(version, Detail::inline_attempt(&attempt, None)));
             // The version's job: written now from the hand-off, or, when the background
             // adopted the hand-off meanwhile (this request outlived the grace period) but has
             // not recorded its job yet, marked recorded. A job already recorded was taken
@@ -137,14 +123,15 @@ impl Flow {
     /// still PENDING at the applied version and still handed to this request. Confirms it,
     /// ends the hand-off, writes the history and queues the confirmation email in one
     /// statement, atomic on its own and guarded by the booking's row (see
-    /// [`store::bookings::confirm_inline`]). `None` (nothing written) when the booking moved on or
-    /// was taken over meanwhile: the caller then records the attempt the general way.
+    /// [`store::bookings::confirm_inline`]). `None` (nothing written) when the booking
+    /// moved on or was taken over meanwhile: the caller then records the attempt the
+    /// general way.
     async fn confirm_inline(
         &self,
         applied: &Booking,
+        attempt: &InlineAttempt,
         tables: &[String],
         now: SystemTime,
-        detail: &serde_json::Value,
         suppress: bool,
         carrier: &Carrier,
     ) -> Result<Option<Booking>> {
@@ -155,13 +142,13 @@ impl Flow {
         booking.updated_at = now;
         let kind = EmailKind::confirmation(version);
         let mut events = vec![
-            Event::new(EventType::InlineAttempt, version, detail.clone()),
-            Event::new(EventType::Confirmed, version, json!({ "table_ids": tables, "via": "inline" })),
+            Event::new(version, Detail::inline_attempt(attempt, None)),
+            Event::new(version, Detail::Confirmed(Confirmation::Inline { table_ids: tables.to_vec() })),
         ];
         let payload = EmailPayload::for_booking(&booking);
-        let queued = Event::new(EventType::EmailQueued, version, json!({ "kind": kind.as_str() }));
+        let queued = Event::new(version, Detail::EmailQueued { kind });
         let email = if suppress {
-            events.push(Event::new(EventType::EmailSuppressed, version, json!({ "kind": kind.as_str() })));
+            events.push(Event::new(version, Detail::EmailSuppressed { kind }));
             None
         } else {
             Some((kind, &payload, &queued))

@@ -8,8 +8,8 @@ use super::Dispatcher;
 use crate::{
     crash::CrashPoint,
     domain::{
-        EmailKind, Event, EventType,
-        booking::rfc3339,
+        Detail, EmailKind, Event,
+        history::Confirmation,
         reassign::{Decision, UpdateState, decide},
         values::truncate_to_micros,
     },
@@ -24,7 +24,6 @@ use platform::{
     },
     telemetry::link_to_carrier,
 };
-use serde_json::json;
 use std::time::SystemTime;
 use tracing::Instrument;
 use uuid::Uuid;
@@ -109,25 +108,8 @@ impl Dispatcher {
         let job_open = job.as_ref().is_some_and(|j| j.open);
         let decision = decide(state, version, booking.version, booking.status, job_open);
         tracing::Span::current().record("decision", tracing::field::debug(&decision));
-        let mut detail = json!({
-            "state": state.as_str(),
-            "attempt": update.attempt,
-            "last_error": update.last_error,
-        });
-        if let UpdateState::Retrying { next_attempt_at: Some(at) } = state {
-            detail["next_attempt_at"] = json!(rfc3339(*at));
-        }
-        if let UpdateState::Assigned { table_ids } = state {
-            detail["table_ids"] = json!(table_ids);
-        }
-        if decision == Decision::Stale {
-            detail["stale"] = json!(true);
-            detail["current_version"] = json!(booking.version);
-        }
-        if decision == Decision::Close(crate::domain::reassign::JobState::GaveUp) {
-            detail["note"] = json!("background assignment gave up; the booking stays PENDING");
-        }
-        let mut events = vec![Event::new(EventType::ReassignUpdate, version, detail)];
+        let detail = Detail::reassign_update(state, update.attempt, &update.last_error, &decision, booking.version);
+        let mut events = vec![Event::new(version, detail)];
         let mut channels = vec![];
         let suppress = job.as_ref().is_some_and(|j| j.suppress_emails);
         let attempts = job.as_ref().map_or(update.attempt, |j| j.attempts.max(update.attempt));
@@ -143,11 +125,8 @@ impl Dispatcher {
                 .await?;
                 store::jobs::close(&tx, booking_id, version, crate::domain::reassign::JobState::Assigned).await?;
                 store::jobs::record_attempt(&tx, booking_id, version, attempts, None, "").await?;
-                events.push(Event::new(
-                    EventType::Confirmed,
-                    version,
-                    json!({ "table_ids": table_ids, "via": "background", "attempts": attempts }),
-                ));
+                let confirmation = Confirmation::Background { table_ids: table_ids.clone(), attempts };
+                events.push(Event::new(version, Detail::Confirmed(confirmation)));
                 queue_email(
                     &tx,
                     &confirmed,

@@ -5,13 +5,12 @@
 
 use super::Dispatcher;
 use crate::{
-    domain::{EmailKind, Event, EventType},
+    domain::{Detail, EmailKind, Event},
     error::Error,
     outbox::queue_email,
     store,
 };
 use platform::telemetry::link_to_carrier;
-use serde_json::json;
 use tracing::Instrument;
 
 impl Dispatcher {
@@ -28,12 +27,7 @@ impl Dispatcher {
             if !current.open || current.recorded {
                 return Ok(());
             }
-            let mut events = vec![Event::new(
-                EventType::InlineAttempt,
-                job.version,
-                json!({ "result": "INTERRUPTED", "email_sent": false,
-                        "reason": "the request ended before recording its inline result; the background takes over" }),
-            )];
+            let mut events = vec![Event::new(job.version, Detail::interrupted())];
             let mut channels = vec![];
             if booking.version == job.version && booking.status == crate::domain::BookingStatus::Pending {
                 let kind = EmailKind::pending(job.version);

@@ -5,7 +5,7 @@
 //! [`super::jobs`] turns it into a reassign job when the request records a PENDING result
 //! or dies before recording.
 
-use super::{Carrier, Result, carrier_json, duration_s, history, outbox, secs};
+use super::{Carrier, Result, carrier_json, detail_json, duration_s, history, outbox, secs};
 use crate::domain::{Booking, BookingStatus, EmailKind, Event, emails::EmailPayload, paging::ListQuery};
 use crate::error::Error;
 use deadpool_postgres::GenericClient;
@@ -200,8 +200,8 @@ pub async fn confirm_inline(
         Some((kind, payload, event)) => (
             Some(kind.as_str()),
             Some(outbox::payload_json(payload)?),
-            Some(event.kind.as_str()),
-            Some(event.detail.clone()),
+            Some(event.kind().as_str()),
+            Some(detail_json(event)?),
         ),
         None => (None, None, None, None),
     };

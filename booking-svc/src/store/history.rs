@@ -3,7 +3,7 @@
 //! Events written together share one row: the first in the row's own columns, the ones
 //! after it, in order, in `later`. Nothing here updates or deletes an event.
 
-use super::Result;
+use super::{Result, detail_json};
 use crate::domain::Event;
 use crate::error::Error;
 use deadpool_postgres::GenericClient;
@@ -80,40 +80,52 @@ pub(super) fn row(events: &[Event]) -> Result<(&'static str, i64, Value, Value)>
     let (first, rest) = events.split_first().ok_or_else(|| Error::corrupt("a history row without an event"))?;
     let later: Vec<LaterEvent> = rest
         .iter()
-        .map(|e| LaterEvent { kind: e.kind.as_str().to_string(), version: e.version, detail: e.detail.clone() })
-        .collect();
+        .map(|e| Ok(LaterEvent { kind: e.kind().as_str().to_string(), version: e.version, detail: detail_json(e)? }))
+        .collect::<Result<_>>()?;
     let later = serde_json::to_value(later).map_err(|e| Error::corrupt(format!("history events: {e}")))?;
-    Ok((first.kind.as_str(), first.version, first.detail.clone(), later))
+    Ok((first.kind().as_str(), first.version, detail_json(first)?, later))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::EventType;
+    use crate::domain::{
+        Detail, EmailKind,
+        history::Confirmation,
+        inline::{InlineAttempt, InlineResult},
+    };
     use serde_json::json;
+    use std::time::Duration;
 
     #[test]
     fn events_written_together_read_back_in_order_from_one_row() {
+        let attempt = InlineAttempt { result: InlineResult::Assigned(vec!["t1".into()]), elapsed: Duration::ZERO };
         let events = [
-            Event::new(EventType::InlineAttempt, 3, json!({ "result": "ASSIGNED" })),
-            Event::new(EventType::Confirmed, 3, json!({ "table_ids": ["t1"] })),
-            Event::new(EventType::EmailQueued, 3, json!({ "kind": "MODIFICATION_CONFIRMED" })),
+            Event::new(3, Detail::inline_attempt(&attempt, None)),
+            Event::new(3, Detail::Confirmed(Confirmation::Inline { table_ids: vec!["t1".into()] })),
+            Event::new(3, Detail::EmailQueued { kind: EmailKind::ModificationConfirmed }),
         ];
         let (kind, version, detail, later) = row(&events).expect("row");
-        assert_eq!((kind, version, &detail), ("INLINE_ATTEMPT", 3, &events[0].detail));
+        assert_eq!((kind, version), ("INLINE_ATTEMPT", 3));
+        assert_eq!(
+            detail,
+            json!({ "result": "ASSIGNED", "elapsed_ms": 0.0, "email_sent": false, "table_ids": ["t1"] })
+        );
         let read: Vec<(String, i64, Value)> = serde_json::from_value::<Vec<LaterEvent>>(later)
             .expect("later events")
             .into_iter()
             .map(|e| (e.kind, e.version, e.detail))
             .collect();
-        let expected: Vec<(String, i64, Value)> =
-            events[1..].iter().map(|e| (e.kind.as_str().to_string(), e.version, e.detail.clone())).collect();
+        let expected = vec![
+            ("CONFIRMED".to_string(), 3, json!({ "table_ids": ["t1"], "via": "inline" })),
+            ("EMAIL_QUEUED".to_string(), 3, json!({ "kind": "MODIFICATION_CONFIRMED" })),
+        ];
         assert_eq!(read, expected);
     }
 
     #[test]
     fn a_single_event_has_nothing_later_and_no_event_is_no_row() {
-        let (_, _, _, later) = row(&[Event::new(EventType::Edited, 2, json!({}))]).expect("row");
+        let (_, _, _, later) = row(&[Event::new(2, Detail::edit_unchanged())]).expect("row");
         assert_eq!(later, json!([]));
         assert!(row(&[]).is_err());
         assert!(serde_json::from_value::<Vec<LaterEvent>>(json!([{ "type": "EDITED" }])).is_err(), "version missing");

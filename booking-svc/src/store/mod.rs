@@ -15,7 +15,7 @@ pub mod jobs;
 pub mod outbox;
 pub mod releases;
 
-use crate::error::Error;
+use crate::{domain::Event, error::Error};
 use serde_json::Value;
 use std::{collections::HashMap, time::Duration};
 
@@ -37,6 +37,11 @@ fn carrier_json(carrier: &Carrier) -> Value {
 /// A stored trace-context carrier (empty when unreadable: tracing is best effort).
 fn carrier_from(value: Value) -> Carrier {
     serde_json::from_value(value).unwrap_or_default()
+}
+
+/// The stored form of an event's detail.
+fn detail_json(event: &Event) -> Result<Value> {
+    serde_json::to_value(&event.detail).map_err(|e| Error::corrupt(format!("history detail: {e}")))
 }
 
 /// A booking's duration as its `duration_s` column (whole seconds).

@@ -1,7 +1,7 @@
 //! The outbox table: emails to send, one per (booking, kind, version), claimed with a
 //! lease by the outbox worker and ended with their history events.
 
-use super::{Carrier, Result, carrier_from, carrier_json, due_in, secs};
+use super::{Carrier, Result, carrier_from, carrier_json, detail_json, due_in, secs};
 use crate::domain::{BookingStatus, EmailKind, Event, emails::EmailPayload};
 use crate::error::Error;
 use deadpool_postgres::GenericClient;
@@ -66,9 +66,9 @@ pub async fn enqueue_statement(
             kind.as_str(),
             payload,
             carrier_json(carrier),
-            event.kind.as_str(),
+            event.kind().as_str(),
             event.version,
-            event.detail.clone()
+            detail_json(event)?
         ],
     ))
 }
@@ -154,9 +154,9 @@ pub async fn finish(db: &impl GenericClient, finished: &[FinishedEmail]) -> Resu
     let bookings: Vec<Uuid> = finished.iter().map(|f| f.booking_id).collect();
     let states: Vec<&str> = finished.iter().map(|f| f.state).collect();
     let errors: Vec<Option<&str>> = finished.iter().map(|f| f.error.as_deref()).collect();
-    let types: Vec<&str> = finished.iter().map(|f| f.event.kind.as_str()).collect();
+    let types: Vec<&str> = finished.iter().map(|f| f.event.kind().as_str()).collect();
     let versions: Vec<i64> = finished.iter().map(|f| f.event.version).collect();
-    let details: Vec<&Value> = finished.iter().map(|f| &f.event.detail).collect();
+    let details: Vec<Value> = finished.iter().map(|f| detail_json(&f.event)).collect::<Result<_>>()?;
     db.execute(&stmt, &[&ids, &bookings, &states, &errors, &types, &versions, &details]).await?;
     Ok(())
 }

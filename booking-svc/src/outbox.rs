@@ -53,12 +53,12 @@ pub async fn queue_email(
     channels: &mut Vec<&'static str>,
 ) -> Result<(), Error> {
     if suppress {
-        events.push(Event::new(booking.version, Detail::EmailSuppressed { kind }));
+        events.push(Event::new(booking.version.get(), Detail::EmailSuppressed { kind }));
         return Ok(());
     }
     let payload = EmailPayload::for_booking(booking);
-    if store::outbox::enqueue(db, booking.id, booking.version, kind, &payload, carrier).await? {
-        events.push(Event::new(booking.version, Detail::EmailQueued { kind }));
+    if store::outbox::enqueue(db, booking.id.uuid(), booking.version.get(), kind, &payload, carrier).await? {
+        events.push(Event::new(booking.version.get(), Detail::EmailQueued { kind }));
         if !channels.contains(&store::outbox::CHANNEL) {
             channels.push(store::outbox::CHANNEL);
         }

@@ -4,7 +4,7 @@
 
 use super::values::{
     BookingDuration, BookingId, GuestEmail, GuestName, IdempotencyKey, Notes, PartySize, Phone, RestaurantId,
-    StartTime, truncate_to_micros,
+    StartTime, Version, truncate_to_micros,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -12,7 +12,6 @@ use std::{
     fmt::Write,
     time::{Duration, SystemTime},
 };
-use uuid::Uuid;
 
 /// Lifecycle state of a booking.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -49,17 +48,17 @@ impl BookingStatus {
 /// A booking as stored (and as answered).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Booking {
-    pub id: Uuid,
-    pub restaurant_id: String,
-    pub guest_name: String,
-    pub guest_email: String,
-    pub guest_phone: String,
-    pub party_size: i32,
-    pub start_time: SystemTime,
-    pub duration: Duration,
-    pub notes: String,
+    pub id: BookingId,
+    pub restaurant_id: RestaurantId,
+    pub guest_name: GuestName,
+    pub guest_email: GuestEmail,
+    pub guest_phone: Phone,
+    pub party_size: PartySize,
+    pub start_time: StartTime,
+    pub duration: BookingDuration,
+    pub notes: Notes,
     pub status: BookingStatus,
-    pub version: i64,
+    pub version: Version,
     pub table_ids: Vec<String>,
     pub created_at: SystemTime,
     pub updated_at: SystemTime,
@@ -84,17 +83,17 @@ impl NewBooking {
     /// Version 1 of the booking, `PENDING` until tables are assigned.
     pub fn into_booking(&self, id: BookingId, now: SystemTime) -> Booking {
         Booking {
-            id: id.uuid(),
-            restaurant_id: self.restaurant_id.as_str().to_string(),
-            guest_name: self.guest_name.as_str().to_string(),
-            guest_email: self.guest_email.as_str().to_string(),
-            guest_phone: self.guest_phone.as_str().to_string(),
-            party_size: self.party_size.get(),
-            start_time: self.start_time.get(),
-            duration: self.duration.get(),
-            notes: self.notes.as_str().to_string(),
+            id,
+            restaurant_id: self.restaurant_id.clone(),
+            guest_name: self.guest_name.clone(),
+            guest_email: self.guest_email.clone(),
+            guest_phone: self.guest_phone.clone(),
+            party_size: self.party_size,
+            start_time: self.start_time,
+            duration: self.duration,
+            notes: self.notes.clone(),
             status: BookingStatus::Pending,
-            version: 1,
+            version: Version::FIRST,
             table_ids: Vec::new(),
             created_at: now,
             updated_at: now,
@@ -129,7 +128,7 @@ pub struct Changes {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct EditRequest {
     pub booking_id: BookingId,
-    pub expected_version: Option<i64>,
+    pub expected_version: Option<Version>,
     pub changes: Changes,
     pub suppress_emails: bool,
     pub idempotency_key: Option<IdempotencyKey>,
@@ -140,7 +139,7 @@ impl EditRequest {
     pub fn fingerprint(&self) -> String {
         json!({
             "booking_id": self.booking_id.to_string(),
-            "expected_version": self.expected_version,
+            "expected_version": self.expected_version.map(Version::get),
             "start_time_us": self.changes.start_time.map(|s| micros(s.get())),
             "party_size": self.changes.party_size.map(|p| p.get()),
             "duration_s": self.changes.duration.map(|d| d.get().as_secs()),
@@ -155,7 +154,7 @@ impl EditRequest {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CancelRequest {
     pub booking_id: BookingId,
-    pub expected_version: Option<i64>,
+    pub expected_version: Option<Version>,
     pub suppress_emails: bool,
     pub idempotency_key: Option<IdempotencyKey>,
 }
@@ -165,7 +164,7 @@ impl CancelRequest {
     pub fn fingerprint(&self) -> String {
         json!({
             "booking_id": self.booking_id.to_string(),
-            "expected_version": self.expected_version,
+            "expected_version": self.expected_version.map(Version::get),
             "suppress_emails": self.suppress_emails,
         })
         .to_string()
@@ -176,7 +175,7 @@ impl CancelRequest {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Refusal {
     /// `expected_version` is not the current version.
-    VersionMismatch { expected: i64, current: i64 },
+    VersionMismatch { expected: Version, current: Version },
     /// The booking is cancelled.
     Cancelled,
 }
@@ -223,7 +222,7 @@ pub enum EditPlan {
 }
 
 /// Checks that `current` may be edited (or cancelled) by a request expecting `expected`.
-pub fn check_editable(current: &Booking, expected: Option<i64>) -> Result<(), Refusal> {
+pub fn check_editable(current: &Booking, expected: Option<Version>) -> Result<(), Refusal> {
     if let Some(expected) = expected
         && expected != current.version
     {
@@ -240,49 +239,49 @@ pub fn plan_edit(current: &Booking, changes: &Changes, now: SystemTime) -> EditP
     let mut next = current.clone();
     let mut changed = Vec::new();
     if let Some(start) = changes.start_time
-        && start.get() != current.start_time
+        && start != current.start_time
     {
         changed.push(FieldChange {
             field: "start_time",
-            from: FieldValue::Time(current.start_time),
+            from: FieldValue::Time(current.start_time.get()),
             to: FieldValue::Time(start.get()),
         });
-        next.start_time = start.get();
+        next.start_time = start;
     }
     if let Some(size) = changes.party_size
-        && size.get() != current.party_size
+        && size != current.party_size
     {
         changed.push(FieldChange {
             field: "party_size",
-            from: FieldValue::Count(current.party_size),
+            from: FieldValue::Count(current.party_size.get()),
             to: FieldValue::Count(size.get()),
         });
-        next.party_size = size.get();
+        next.party_size = size;
     }
     if let Some(duration) = changes.duration
-        && duration.get() != current.duration
+        && duration != current.duration
     {
         changed.push(FieldChange {
             field: "duration",
-            from: FieldValue::Length(current.duration),
+            from: FieldValue::Length(current.duration.get()),
             to: FieldValue::Length(duration.get()),
         });
-        next.duration = duration.get();
+        next.duration = duration;
     }
     if let Some(notes) = &changes.notes
-        && notes.as_str() != current.notes
+        && *notes != current.notes
     {
         changed.push(FieldChange {
             field: "notes",
-            from: FieldValue::Text(current.notes.clone()),
+            from: FieldValue::Text(current.notes.as_str().to_string()),
             to: FieldValue::Text(notes.as_str().to_string()),
         });
-        next.notes = notes.as_str().to_string();
+        next.notes = notes.clone();
     }
     if changed.is_empty() {
         return EditPlan::Unchanged;
     }
-    next.version = current.version + 1;
+    next.version = current.version.next();
     next.status = BookingStatus::Pending;
     next.table_ids.clear();
     next.updated_at = now;
@@ -299,7 +298,7 @@ pub enum CancelPlan {
 }
 
 /// Plans a cancel of `current` by a request expecting `expected`.
-pub fn plan_cancel(current: &Booking, expected: Option<i64>, now: SystemTime) -> Result<CancelPlan, Refusal> {
+pub fn plan_cancel(current: &Booking, expected: Option<Version>, now: SystemTime) -> Result<CancelPlan, Refusal> {
     if current.status == BookingStatus::Cancelled {
         return Ok(CancelPlan::AlreadyCancelled);
     }
@@ -358,19 +357,23 @@ mod tests {
         SystemTime::UNIX_EPOCH + Duration::from_secs(secs)
     }
 
+    fn v(n: i64) -> Version {
+        Version::from_stored(n)
+    }
+
     fn booking() -> Booking {
         Booking {
-            id: Uuid::nil(),
-            restaurant_id: "r1".into(),
-            guest_name: "Ada".into(),
-            guest_email: "ada@example.com".into(),
-            guest_phone: String::new(),
-            party_size: 4,
-            start_time: at(10_000),
-            duration: Duration::from_secs(5_400),
-            notes: "window".into(),
+            id: BookingId::from_uuid(uuid::Uuid::nil()),
+            restaurant_id: RestaurantId::parse("r1").unwrap(),
+            guest_name: GuestName::parse("Ada").unwrap(),
+            guest_email: GuestEmail::parse("ada@example.com").unwrap(),
+            guest_phone: Phone::default(),
+            party_size: PartySize::parse(4).unwrap(),
+            start_time: StartTime::from_stored(at(10_000)),
+            duration: BookingDuration::parse(Some(Duration::from_secs(5_400))).unwrap(),
+            notes: Notes::parse("window").unwrap(),
             status: BookingStatus::Confirmed,
-            version: 3,
+            version: v(3),
             table_ids: vec!["t1".into()],
             created_at: at(1),
             updated_at: at(2),
@@ -402,11 +405,11 @@ mod tests {
         let EditPlan::Changed { next, changes } = plan_edit(&b, &changes(None, Some(6), None, Some("")), at(5)) else {
             panic!("expected a change");
         };
-        assert_eq!(next.version, 4);
+        assert_eq!(next.version, v(4));
         assert_eq!(next.status, BookingStatus::Pending);
         assert!(next.table_ids.is_empty());
-        assert_eq!(next.party_size, 6);
-        assert_eq!(next.notes, "");
+        assert_eq!(next.party_size.get(), 6);
+        assert_eq!(next.notes.as_str(), "");
         assert_eq!(next.updated_at, at(5));
         assert_eq!(changes.iter().map(|c| c.field).collect::<Vec<_>>(), vec!["party_size", "notes"]);
     }
@@ -414,8 +417,8 @@ mod tests {
     #[test]
     fn version_mismatch_and_cancelled_bookings_are_refused() {
         let mut b = booking();
-        assert_eq!(check_editable(&b, Some(2)), Err(Refusal::VersionMismatch { expected: 2, current: 3 }));
-        assert_eq!(check_editable(&b, Some(3)), Ok(()));
+        assert_eq!(check_editable(&b, Some(v(2))), Err(Refusal::VersionMismatch { expected: v(2), current: v(3) }));
+        assert_eq!(check_editable(&b, Some(v(3))), Ok(()));
         assert_eq!(check_editable(&b, None), Ok(()));
         b.status = BookingStatus::Cancelled;
         assert_eq!(check_editable(&b, None), Err(Refusal::Cancelled));
@@ -424,10 +427,10 @@ mod tests {
     #[test]
     fn cancelling_twice_answers_unchanged() {
         let b = booking();
-        let Ok(CancelPlan::Cancel(next)) = plan_cancel(&b, Some(3), at(9)) else { panic!("cancel") };
-        assert_eq!((next.status, next.version, next.table_ids.len()), (BookingStatus::Cancelled, 3, 0));
-        assert_eq!(plan_cancel(&next, Some(1), at(10)), Ok(CancelPlan::AlreadyCancelled));
-        assert_eq!(plan_cancel(&b, Some(1), at(9)), Err(Refusal::VersionMismatch { expected: 1, current: 3 }));
+        let Ok(CancelPlan::Cancel(next)) = plan_cancel(&b, Some(v(3)), at(9)) else { panic!("cancel") };
+        assert_eq!((next.status, next.version, next.table_ids.len()), (BookingStatus::Cancelled, v(3), 0));
+        assert_eq!(plan_cancel(&next, Some(v(1)), at(10)), Ok(CancelPlan::AlreadyCancelled));
+        assert_eq!(plan_cancel(&b, Some(v(1)), at(9)), Err(Refusal::VersionMismatch { expected: v(1), current: v(3) }));
     }
 
     #[test]
@@ -435,7 +438,7 @@ mod tests {
         let id = BookingId::parse("4f1c2c7e-8a4e-4bd4-9a57-3a8f0c1b2d3e").unwrap();
         let a = EditRequest {
             booking_id: id,
-            expected_version: Some(1),
+            expected_version: Some(v(1)),
             changes: changes(None, Some(2), None, None),
             suppress_emails: false,
             idempotency_key: IdempotencyKey::parse_optional("k1").unwrap(),
@@ -445,6 +448,31 @@ mod tests {
         assert_eq!(a.fingerprint(), b.fingerprint());
         b.changes.party_size = Some(PartySize::parse(3).unwrap());
         assert_ne!(a.fingerprint(), b.fingerprint());
+    }
+
+    /// The stored answer of an idempotency key is a booking's JSON: its shape stays what
+    /// it was when the fields were plain values, so answers stored before still read.
+    #[test]
+    fn a_booking_stored_as_an_answer_keeps_its_json() {
+        let b = booking();
+        let stored = serde_json::json!({
+            "id": "00000000-0000-0000-0000-000000000000",
+            "restaurant_id": "r1",
+            "guest_name": "Ada",
+            "guest_email": "ada@example.com",
+            "guest_phone": "",
+            "party_size": 4,
+            "start_time": { "secs_since_epoch": 10_000, "nanos_since_epoch": 0 },
+            "duration": { "secs": 5_400, "nanos": 0 },
+            "notes": "window",
+            "status": "Confirmed",
+            "version": 3,
+            "table_ids": ["t1"],
+            "created_at": { "secs_since_epoch": 1, "nanos_since_epoch": 0 },
+            "updated_at": { "secs_since_epoch": 2, "nanos_since_epoch": 0 },
+        });
+        assert_eq!(serde_json::to_value(&b).unwrap(), stored);
+        assert_eq!(serde_json::from_value::<Booking>(stored).unwrap(), b);
     }
 
     #[test]
@@ -474,23 +502,23 @@ mod tests {
             notes in proptest::option::of(prop_oneof![Just("window".to_string()), "[a-z]{0,8}"]),
         ) {
             let b = booking();
-            let differs = start.is_some_and(|s| at(s) != b.start_time)
-                || size.is_some_and(|p| p != b.party_size)
-                || dur.is_some_and(|d| Duration::from_secs(d) != b.duration)
-                || notes.as_deref().is_some_and(|n| n != b.notes);
+            let differs = start.is_some_and(|s| at(s) != b.start_time.get())
+                || size.is_some_and(|p| p != b.party_size.get())
+                || dur.is_some_and(|d| Duration::from_secs(d) != b.duration.get())
+                || notes.as_deref().is_some_and(|n| n != b.notes.as_str());
             let plan = plan_edit(&b, &changes(start, size, dur, notes.as_deref()), at(7));
             match plan {
                 EditPlan::Unchanged => prop_assert!(!differs),
                 EditPlan::Changed { next, changes } => {
                     prop_assert!(differs);
-                    prop_assert_eq!(next.version, b.version + 1);
+                    prop_assert_eq!(next.version, b.version.next());
                     prop_assert!(!changes.is_empty());
                     // Applying the same edit to the result changes nothing more.
                     let again = plan_edit(&next, &super::Changes {
-                        start_time: Some(StartTime::parse(Some(next.start_time), at(0)).unwrap()),
-                        party_size: Some(PartySize::parse(next.party_size).unwrap()),
-                        duration: Some(BookingDuration::parse(Some(next.duration)).unwrap()),
-                        notes: Some(Notes::parse(&next.notes).unwrap()),
+                        start_time: Some(next.start_time),
+                        party_size: Some(next.party_size),
+                        duration: Some(next.duration),
+                        notes: Some(next.notes.clone()),
                     }, at(8));
                     prop_assert_eq!(again, EditPlan::Unchanged);
                 }

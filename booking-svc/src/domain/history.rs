@@ -224,10 +224,10 @@ impl Detail {
     /// A new booking, as requested.
     pub fn created(booking: &Booking, suppress_emails: bool) -> Self {
         Detail::Created {
-            restaurant_id: booking.restaurant_id.clone(),
-            party_size: booking.party_size,
-            start_time: booking.start_time,
-            duration_s: booking.duration.as_secs(),
+            restaurant_id: booking.restaurant_id.as_str().to_string(),
+            party_size: booking.party_size.get(),
+            start_time: booking.start_time.get(),
+            duration_s: booking.duration.get().as_secs(),
             suppress_emails,
         }
     }
@@ -331,7 +331,14 @@ fn as_change_map<S: Serializer>(changes: &[FieldChange], serializer: S) -> Resul
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::{BookingStatus, booking::FieldValue};
+    use crate::domain::{
+        BookingStatus,
+        booking::FieldValue,
+        values::{
+            BookingDuration, BookingId, GuestEmail, GuestName, Notes, PartySize, Phone, RestaurantId, StartTime,
+            Version,
+        },
+    };
     use serde_json::{Value, json};
     use std::time::Duration;
 
@@ -356,17 +363,17 @@ mod tests {
     #[test]
     fn every_detail_serializes_to_its_documented_json() {
         let booking = Booking {
-            id: uuid::Uuid::nil(),
-            restaurant_id: "r1".into(),
-            guest_name: "Ada".into(),
-            guest_email: "ada@example.com".into(),
-            guest_phone: String::new(),
-            party_size: 4,
-            start_time: at(1_700_000_000),
-            duration: Duration::from_secs(5_400),
-            notes: String::new(),
+            id: BookingId::from_uuid(uuid::Uuid::nil()),
+            restaurant_id: RestaurantId::parse("r1").unwrap(),
+            guest_name: GuestName::parse("Ada").unwrap(),
+            guest_email: GuestEmail::parse("ada@example.com").unwrap(),
+            guest_phone: Phone::default(),
+            party_size: PartySize::parse(4).unwrap(),
+            start_time: StartTime::from_stored(at(1_700_000_000)),
+            duration: BookingDuration::parse(Some(Duration::from_secs(5_400))).unwrap(),
+            notes: Notes::default(),
             status: BookingStatus::Pending,
-            version: 1,
+            version: Version::FIRST,
             table_ids: vec![],
             created_at: at(1),
             updated_at: at(1),

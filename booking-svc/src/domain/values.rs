@@ -1,7 +1,13 @@
-//! Validated values of a booking request: each type's constructor is the only way to make
-//! one and answers a description of what is wrong (the caller names the field). Nothing
-//! here knows about gRPC or SQL; rules that depend on time take `now`.
+//! Validated values of a booking: what a request is parsed into and what a stored booking
+//! is made of.
+//!
+//! Each type's `parse` is the only way to make one from a request and answers a
+//! description of what is wrong (the caller names the field). A value read back from
+//! storage (`from_stored`, or a stored answer's JSON) was parsed when it was written, and
+//! the columns' domain checks hold it there, so it is not checked again. Nothing here
+//! knows about gRPC or SQL; rules that depend on time take `now`.
 
+use serde::{Deserialize, Serialize};
 use std::time::{Duration, SystemTime};
 use uuid::Uuid;
 
@@ -25,7 +31,8 @@ pub const MAX_DURATION: Duration = Duration::from_secs(12 * 60 * 60);
 pub const DEFAULT_DURATION: Duration = Duration::from_secs(90 * 60);
 
 /// A booking id: a UUID.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
 pub struct BookingId(Uuid);
 
 impl BookingId {
@@ -60,7 +67,8 @@ impl std::fmt::Display for BookingId {
 }
 
 /// A restaurant id: 1 to 64 characters, no surrounding spaces, no control characters.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
 pub struct RestaurantId(String);
 
 impl RestaurantId {
@@ -78,6 +86,11 @@ impl RestaurantId {
         Ok(Self(value.to_string()))
     }
 
+    /// An id read back from storage.
+    pub fn from_stored(value: String) -> Self {
+        Self(value)
+    }
+
     /// The id.
     pub fn as_str(&self) -> &str {
         &self.0
@@ -85,7 +98,8 @@ impl RestaurantId {
 }
 
 /// A guest's name: required, at most 200 characters (trimmed).
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
 pub struct GuestName(String);
 
 impl GuestName {
@@ -104,6 +118,11 @@ impl GuestName {
         Ok(Self(value.to_string()))
     }
 
+    /// A name read back from storage.
+    pub fn from_stored(value: String) -> Self {
+        Self(value)
+    }
+
     /// The name.
     pub fn as_str(&self) -> &str {
         &self.0
@@ -111,7 +130,8 @@ impl GuestName {
 }
 
 /// A guest's email address (syntax checked, at most 254 characters).
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
 pub struct GuestEmail(String);
 
 impl GuestEmail {
@@ -140,6 +160,11 @@ impl GuestEmail {
         Ok(Self(value.to_string()))
     }
 
+    /// An address read back from storage.
+    pub fn from_stored(value: String) -> Self {
+        Self(value)
+    }
+
     /// The address.
     pub fn as_str(&self) -> &str {
         &self.0
@@ -147,7 +172,8 @@ impl GuestEmail {
 }
 
 /// An optional phone number: at most 40 characters of digits, spaces and `+-().`.
-#[derive(Clone, Debug, PartialEq, Eq, Default)]
+#[derive(Clone, Debug, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(transparent)]
 pub struct Phone(String);
 
 impl Phone {
@@ -163,6 +189,11 @@ impl Phone {
         Ok(Self(value.to_string()))
     }
 
+    /// A number read back from storage.
+    pub fn from_stored(value: String) -> Self {
+        Self(value)
+    }
+
     /// The number ("" for none).
     pub fn as_str(&self) -> &str {
         &self.0
@@ -170,13 +201,19 @@ impl Phone {
 }
 
 /// Number of guests, 1 to 100.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
 pub struct PartySize(i32);
 
 impl PartySize {
     /// Parses a party size.
     pub fn parse(value: i32) -> Result<Self, String> {
         if (1..=100).contains(&value) { Ok(Self(value)) } else { Err("must be 1 to 100".into()) }
+    }
+
+    /// A size read back from storage.
+    pub fn from_stored(value: i32) -> Self {
+        Self(value)
     }
 
     /// The size.
@@ -187,7 +224,8 @@ impl PartySize {
 
 /// An arrival time that was not in the past when requested, kept to the microsecond
 /// (what PostgreSQL stores).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
 pub struct StartTime(SystemTime);
 
 impl StartTime {
@@ -199,6 +237,11 @@ impl StartTime {
             return Err("must not be in the past".into());
         }
         Ok(Self(value))
+    }
+
+    /// A time read back from storage (it may have passed since).
+    pub fn from_stored(value: SystemTime) -> Self {
+        Self(value)
     }
 
     /// The time.
@@ -220,7 +263,8 @@ pub fn truncate_to_micros(t: SystemTime) -> SystemTime {
 }
 
 /// How long the tables are held: whole seconds, 15 minutes to 12 hours.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
 pub struct BookingDuration(Duration);
 
 impl BookingDuration {
@@ -245,6 +289,11 @@ impl BookingDuration {
         Ok(Self(value))
     }
 
+    /// A duration read back from storage.
+    pub fn from_stored(value: Duration) -> Self {
+        Self(value)
+    }
+
     /// The duration.
     pub fn get(&self) -> Duration {
         self.0
@@ -252,7 +301,8 @@ impl BookingDuration {
 }
 
 /// Free-text notes, at most 2,000 characters.
-#[derive(Clone, Debug, PartialEq, Eq, Default)]
+#[derive(Clone, Debug, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(transparent)]
 pub struct Notes(String);
 
 impl Notes {
@@ -262,6 +312,11 @@ impl Notes {
             return Err(format!("at most {MAX_NOTES} characters"));
         }
         Ok(Self(value.to_string()))
+    }
+
+    /// Notes read back from storage.
+    pub fn from_stored(value: String) -> Self {
+        Self(value)
     }
 
     /// The text.
@@ -292,12 +347,45 @@ impl IdempotencyKey {
     }
 }
 
-/// An `expected_version`: 1 or more.
-pub fn parse_expected_version(value: Option<i64>) -> Result<Option<i64>, String> {
-    match value {
-        Some(v) if v < 1 => Err("must be 1 or more".into()),
-        other => Ok(other),
+/// A booking's version: 1 when created, one more for every edit that changes something.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Version(i64);
+
+impl Version {
+    /// The version of a new booking.
+    pub const FIRST: Version = Version(1);
+
+    /// Parses a version named by a request: 1 or more.
+    pub fn parse(value: i64) -> Result<Self, String> {
+        if value >= 1 { Ok(Self(value)) } else { Err("must be 1 or more".into()) }
     }
+
+    /// A version read back from storage.
+    pub fn from_stored(value: i64) -> Self {
+        Self(value)
+    }
+
+    /// The version after this one.
+    pub fn next(self) -> Self {
+        Self(self.0.saturating_add(1))
+    }
+
+    /// The number.
+    pub fn get(self) -> i64 {
+        self.0
+    }
+}
+
+impl std::fmt::Display for Version {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+/// An `expected_version`: 1 or more, when given.
+pub fn parse_expected_version(value: Option<i64>) -> Result<Option<Version>, String> {
+    value.map(Version::parse).transpose()
 }
 
 #[cfg(test)]
@@ -384,6 +472,8 @@ mod tests {
         assert!(RestaurantId::parse(&"r".repeat(65)).is_err());
         assert_eq!(parse_expected_version(Some(0)), Err("must be 1 or more".into()));
         assert_eq!(parse_expected_version(None), Ok(None));
+        assert_eq!(parse_expected_version(Some(3)), Ok(Some(Version::from_stored(3))));
+        assert_eq!(Version::FIRST.next().get(), 2);
     }
 
     proptest! {

@@ -45,7 +45,7 @@ impl Flow {
                     store::jobs::close_open(&tx, id, JobState::Cancelled).await?;
                     store::releases::enqueue(&tx, id, &carrier).await?;
                     let cancelled = Detail::Cancelled { suppress_emails: request.suppress_emails };
-                    let mut events = vec![Event::new(booking.version, cancelled)];
+                    let mut events = vec![Event::new(booking.version.get(), cancelled)];
                     let mut channels = vec![store::releases::CHANNEL];
                     queue_email(
                         &tx,

@@ -59,7 +59,7 @@ impl Flow {
                 check_editable(&current, request.expected_version).map_err(|r| refused(r, id))?;
                 match plan_edit(&current, &request.changes, now) {
                     EditPlan::Unchanged => {
-                        tracing::Span::current().record("booking.version", current.version);
+                        tracing::Span::current().record("booking.version", current.version.get());
                         let answer = snapshot(&current)?;
                         let mut statements =
                             vec![store::history::statement(tx.client(), id, &unchanged_events(&current)).await?];
@@ -79,7 +79,7 @@ impl Flow {
                         // lock the booking is at the version read.
                         let apply = store::bookings::apply_edit(
                             tx.client(),
-                            current.version,
+                            current.version.get(),
                             &next,
                             due_in,
                             request.suppress_emails,
@@ -96,7 +96,7 @@ impl Flow {
                 }
             }
         };
-        tracing::Span::current().record("booking.version", next.version);
+        tracing::Span::current().record("booking.version", next.version.get());
         self.crash.reached(CrashPoint::EditAfterApply);
         let deadline = self.deadline(caller_deadline, started.elapsed());
         let attempt = self.attempt_inline(&next, deadline).await;
@@ -125,7 +125,7 @@ impl Flow {
         check_editable(&current, request.expected_version).map_err(|r| refused(r, id))?;
         match plan_edit(&current, &request.changes, now) {
             EditPlan::Unchanged => {
-                tracing::Span::current().record("booking.version", current.version);
+                tracing::Span::current().record("booking.version", current.version.get());
                 store::history::append(&client, id, &unchanged_events(&current)).await?;
                 Ok(Some(Applied::Unchanged(current)))
             }
@@ -133,7 +133,7 @@ impl Flow {
                 let events = edited_events(&next, changes, request.suppress_emails);
                 let apply = store::bookings::apply_edit(
                     &client,
-                    current.version,
+                    current.version.get(),
                     &next,
                     due_in,
                     request.suppress_emails,
@@ -158,10 +158,10 @@ enum Applied {
 
 /// The history of an edit that changes nothing.
 fn unchanged_events(current: &Booking) -> [Event; 1] {
-    [Event::new(current.version, Detail::edit_unchanged())]
+    [Event::new(current.version.get(), Detail::edit_unchanged())]
 }
 
 /// The history of an edit that makes version `next`.
 fn edited_events(next: &Booking, changes: Vec<FieldChange>, suppress_emails: bool) -> [Event; 1] {
-    [Event::new(next.version, Detail::Edited { changes, suppress_emails })]
+    [Event::new(next.version.get(), Detail::Edited { changes, suppress_emails })]
 }

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 impl Flow {
     /// Asks assign-svc for tables within `deadline`. Never fails: every failure is a result.
-    #[tracing::instrument(skip_all, fields(booking.id = %booking.id, booking.version = booking.version, inline.result = tracing::field::Empty))]
+    #[tracing::instrument(skip_all, fields(booking.id = %booking.id, booking.version = booking.version.get(), inline.result = tracing::field::Empty))]
     pub(super) async fn attempt_inline(&self, booking: &Booking, deadline: Duration) -> InlineAttempt {
         let started = Instant::now();
         let result = if !self.inline.enabled {
@@ -26,11 +26,11 @@ impl Flow {
         } else {
             let mut request = tonic::Request::new(AssignRequest {
                 booking_id: booking.id.to_string(),
-                version: booking.version,
-                restaurant_id: booking.restaurant_id.clone(),
-                party_size: booking.party_size,
-                start_time: Some(timestamp(booking.start_time)),
-                duration: Some(duration(booking.duration)),
+                version: booking.version.get(),
+                restaurant_id: booking.restaurant_id.as_str().to_string(),
+                party_size: booking.party_size.get(),
+                start_time: Some(timestamp(booking.start_time.get())),
+                duration: Some(duration(booking.duration.get())),
             });
             request.set_timeout(deadline);
             let mut client = self.assign.clone();
@@ -39,7 +39,7 @@ impl Flow {
                 Ok(Ok(response)) => {
                     let response = response.into_inner();
                     match (AssignOutcome::try_from(response.outcome), response.assignment) {
-                        (Ok(AssignOutcome::Assigned), Some(a)) if a.version == booking.version => {
+                        (Ok(AssignOutcome::Assigned), Some(a)) if a.version == booking.version.get() => {
                             InlineResult::Assigned(a.table_ids)
                         }
                         (Ok(AssignOutcome::NoCapacity), _) => InlineResult::NoCapacity,

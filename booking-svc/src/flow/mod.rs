@@ -111,7 +111,9 @@ fn snapshot(booking: &Booking) -> Result<serde_json::Value> {
 
 fn refused(refusal: Refusal, id: Uuid) -> Error {
     match refusal {
-        Refusal::VersionMismatch { expected, current } => Error::VersionMismatch { expected, current },
+        Refusal::VersionMismatch { expected, current } => {
+            Error::VersionMismatch { expected: expected.get(), current: current.get() }
+        }
         Refusal::Cancelled => Error::Cancelled(id),
     }
 }

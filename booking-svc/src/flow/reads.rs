@@ -27,7 +27,7 @@ impl Flow {
         let more = bookings.len() as i64 > query.page_size;
         bookings.truncate(query.page_size.max(0) as usize);
         let token = match bookings.last() {
-            Some(last) if more => Some(encode_token(last.start_time, last.id, filter_hash)),
+            Some(last) if more => Some(encode_token(last.start_time.get(), last.id.uuid(), filter_hash)),
             _ => None,
         };
         Ok((bookings, token))

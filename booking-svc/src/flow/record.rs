@@ -27,7 +27,7 @@ impl Flow {
     /// stores the answer for the key. The common case (assigned, no key) is one statement
     /// ([`Flow::confirm_inline`]); the others lock the row and decide in two or three
     /// round trips.
-    #[tracing::instrument(skip_all, fields(booking.id = %applied.id, booking.version = applied.version))]
+    #[tracing::instrument(skip_all, fields(booking.id = %applied.id, booking.version = applied.version.get()))]
     pub(super) async fn record(
         &self,
         applied: &Booking,
@@ -37,7 +37,7 @@ impl Flow {
         carrier: &Carrier,
     ) -> Result<Answer> {
         let now = truncate_to_micros(SystemTime::now());
-        let (id, version) = (applied.id, applied.version);
+        let (id, version) = (applied.id.uuid(), applied.version.get());
         if let (InlineResult::Assigned(tables), None) = (&attempt.result, key)
             && let Some(booking) = self.confirm_inline(applied, &attempt, tables, now, suppress, carrier).await?
         {
@@ -55,11 +55,11 @@ impl Flow {
         let mut channels = vec![];
         // Written after the history of `events`, with COMMIT, in one round trip.
         let mut statements = vec![];
-        let still_current = current.version == version && current.status == BookingStatus::Pending;
+        let still_current = current.version.get() == version && current.status == BookingStatus::Pending;
         let (booking, outcome) = if !still_current || taken_over {
             let late = if still_current { Late::TakenOver } else { Late::Stale };
             events.push(Event::new(version, Detail::inline_attempt(&attempt, Some(late))));
-            let outcome = if current.version == version && current.status == BookingStatus::Confirmed {
+            let outcome = if current.version.get() == version && current.status == BookingStatus::Confirmed {
                 Outcome::Confirmed
             } else {
                 Outcome::Pending
@@ -135,7 +135,7 @@ impl Flow {
         suppress: bool,
         carrier: &Carrier,
     ) -> Result<Option<Booking>> {
-        let version = applied.version;
+        let version = applied.version.get();
         let mut booking = applied.clone();
         booking.status = BookingStatus::Confirmed;
         booking.table_ids = tables.to_vec();
@@ -155,7 +155,8 @@ impl Flow {
         };
         let client = self.db.client().await?;
         let statement =
-            store::bookings::confirm_inline(&client, booking.id, version, tables, now, &events, email, carrier).await?;
+            store::bookings::confirm_inline(&client, booking.id.uuid(), version, tables, now, &events, email, carrier)
+                .await?;
         let rows = statement.query(&client).await.map_err(db)?;
         if !store::bookings::written(&rows)? {
             return Ok(None);

@@ -106,9 +106,10 @@ impl Dispatcher {
         let Some(booking) = store::bookings::lock(&tx, booking_id).await? else { return Ok(Decision::Stale) };
         let job = store::jobs::get(&tx, booking_id, version).await?;
         let job_open = job.as_ref().is_some_and(|j| j.open);
-        let decision = decide(state, version, booking.version, booking.status, job_open);
+        let decision = decide(state, version, booking.version.get(), booking.status, job_open);
         tracing::Span::current().record("decision", tracing::field::debug(&decision));
-        let detail = Detail::reassign_update(state, update.attempt, &update.last_error, &decision, booking.version);
+        let detail =
+            Detail::reassign_update(state, update.attempt, &update.last_error, &decision, booking.version.get());
         let mut events = vec![Event::new(version, detail)];
         let mut channels = vec![];
         let suppress = job.as_ref().is_some_and(|j| j.suppress_emails);

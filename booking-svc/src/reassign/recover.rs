@@ -29,7 +29,7 @@ impl Dispatcher {
             }
             let mut events = vec![Event::new(job.version, Detail::interrupted())];
             let mut channels = vec![];
-            if booking.version == job.version && booking.status == crate::domain::BookingStatus::Pending {
+            if booking.version.get() == job.version && booking.status == crate::domain::BookingStatus::Pending {
                 let kind = EmailKind::pending(job.version);
                 queue_email(&tx, &booking, kind, current.suppress_emails, &job.carrier, &mut events, &mut channels).await?;
             }

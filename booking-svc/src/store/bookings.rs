@@ -6,7 +6,14 @@
 //! or dies before recording.
 
 use super::{Carrier, Result, carrier_json, detail_json, duration_s, history, outbox, secs};
-use crate::domain::{Booking, BookingStatus, EmailKind, Event, emails::EmailPayload, paging::ListQuery};
+use crate::domain::{
+    Booking, BookingStatus, EmailKind, Event,
+    emails::EmailPayload,
+    paging::ListQuery,
+    values::{
+        BookingDuration, BookingId, GuestEmail, GuestName, Notes, PartySize, Phone, RestaurantId, StartTime, Version,
+    },
+};
 use crate::error::Error;
 use deadpool_postgres::GenericClient;
 use platform::{db::Prepared, params};
@@ -24,18 +31,19 @@ macro_rules! booking_columns {
 fn booking_from_row(row: &Row) -> Result<Booking> {
     let status: String = row.try_get(9)?;
     let duration_s: i32 = row.try_get(7)?;
+    let duration = Duration::from_secs(u64::try_from(duration_s).map_err(|_| Error::corrupt("negative duration"))?);
     Ok(Booking {
-        id: row.try_get(0)?,
-        restaurant_id: row.try_get(1)?,
-        guest_name: row.try_get(2)?,
-        guest_email: row.try_get(3)?,
-        guest_phone: row.try_get(4)?,
-        party_size: row.try_get(5)?,
-        start_time: row.try_get(6)?,
-        duration: Duration::from_secs(u64::try_from(duration_s).map_err(|_| Error::corrupt("negative duration"))?),
-        notes: row.try_get(8)?,
+        id: BookingId::from_uuid(row.try_get(0)?),
+        restaurant_id: RestaurantId::from_stored(row.try_get(1)?),
+        guest_name: GuestName::from_stored(row.try_get(2)?),
+        guest_email: GuestEmail::from_stored(row.try_get(3)?),
+        guest_phone: Phone::from_stored(row.try_get(4)?),
+        party_size: PartySize::from_stored(row.try_get(5)?),
+        start_time: StartTime::from_stored(row.try_get(6)?),
+        duration: BookingDuration::from_stored(duration),
+        notes: Notes::from_stored(row.try_get(8)?),
         status: BookingStatus::from_stored(&status).ok_or_else(|| Error::corrupt("unknown booking status"))?,
-        version: row.try_get(10)?,
+        version: Version::from_stored(row.try_get(10)?),
         table_ids: row.try_get(11)?,
         created_at: row.try_get(12)?,
         updated_at: row.try_get(13)?,
@@ -77,17 +85,17 @@ pub async fn insert(
     Ok(Prepared::new(
         stmt,
         params![
-            b.id,
-            b.restaurant_id.clone(),
-            b.guest_name.clone(),
-            b.guest_email.clone(),
-            b.guest_phone.clone(),
-            b.party_size,
-            b.start_time,
-            duration_s(b.duration)?,
-            b.notes.clone(),
+            b.id.uuid(),
+            b.restaurant_id.as_str().to_string(),
+            b.guest_name.as_str().to_string(),
+            b.guest_email.as_str().to_string(),
+            b.guest_phone.as_str().to_string(),
+            b.party_size.get(),
+            b.start_time.get(),
+            duration_s(b.duration.get())?,
+            b.notes.as_str().to_string(),
             b.status.as_str(),
-            b.version,
+            b.version.get(),
             b.table_ids.clone(),
             b.created_at,
             b.updated_at,
@@ -135,13 +143,13 @@ pub async fn apply_edit(
     Ok(Prepared::new(
         stmt,
         params![
-            b.id,
-            b.party_size,
-            b.start_time,
-            duration_s(b.duration)?,
-            b.notes.clone(),
+            b.id.uuid(),
+            b.party_size.get(),
+            b.start_time.get(),
+            duration_s(b.duration.get())?,
+            b.notes.as_str().to_string(),
             b.status.as_str(),
-            b.version,
+            b.version.get(),
             b.table_ids.clone(),
             b.updated_at,
             secs(due_in),

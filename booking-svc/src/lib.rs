@@ -45,7 +45,10 @@ pub async fn run(settings: Settings, listener: TcpListener, shutdown: Cancellati
     let assign = AssignServiceClient::new(platform::grpc::connect(&settings.assign_url)?);
     let notify = NotifyServiceClient::new(platform::grpc::connect(&settings.notify_url)?);
     let metrics = metrics::Metrics::new();
+    #[cfg(feature = "crash-hook")]
     let crash = crash::CrashHook::new(settings.crash_at);
+    #[cfg(not(feature = "crash-hook"))]
+    let crash = crash::CrashHook::default();
 
     let (dispatcher, handle) = reassign::Dispatcher::new(
         database.clone(),

@@ -1,6 +1,8 @@
-//! The tonic implementation of `booking.v1.BookingService`: decode each request into
-//! domain values (INVALID_ARGUMENT naming every wrong field, nothing written), call the
-//! flow, encode the answer. No rule and no SQL lives here.
+//! The gRPC face of booking-svc: the tonic implementation of `booking.v1.BookingService`.
+//!
+//! Each request is decoded into domain values (INVALID_ARGUMENT naming every wrong field,
+//! nothing written), handed to the flow, and its answer encoded. No rule and no SQL lives
+//! here.
 
 use crate::{
     domain::{

@@ -1,5 +1,4 @@
-//! A test hook that aborts the process at a named point of the flow; it exists only in
-//! builds with the `crash-hook` feature.
+//! The crash test hook, compiled only with the `crash-hook` feature.
 //!
 //! With the feature, `CRASH_AT=<point>` makes the process abort (like a SIGKILL, no
 //! cleanup) the first time the flow reaches that point, so end-to-end tests can kill

@@ -1,6 +1,8 @@
-//! booking-svc as a library: `run` starts the whole service on a given listener, so the
-//! binary and the tests start exactly the same thing. It wires the API, the flows and the
-//! three workers (outbox, reassign dispatcher, release); it holds no rule itself.
+//! booking-svc as a library: `run` starts the whole service.
+//!
+//! The binary and the tests start exactly the same thing on a given listener. It wires the
+//! API, the flows and the four workers (outbox, reassign dispatcher, release, key purge);
+//! it holds no rule itself.
 
 mod api;
 pub mod crash;

@@ -1,4 +1,4 @@
-//! The outbox: how a step of a flow queues an email, and the worker that sends them.
+//! The outbox: queueing a booking's emails, and the worker that sends them.
 //!
 //! The worker is the ONLY caller of notify-svc. It claims a batch of due emails with
 //! `FOR UPDATE SKIP LOCKED` and a lease (committed before any call), drops emails about a

@@ -1,6 +1,8 @@
-//! Keeps the idempotency keys bounded: a key answers its first result for the configured
-//! retention, then this worker deletes it (in small batches, oldest first, so no pass holds
-//! many row locks or a long transaction). A request repeating a purged key is a new request.
+//! The purge worker, which keeps the idempotency keys bounded.
+//!
+//! A key answers its first result for the configured retention, then this worker deletes
+//! it (in small batches, oldest first, so no pass holds many row locks or a long
+//! transaction). A request repeating a purged key is a new request.
 
 use crate::{error::Error, store};
 use platform::db::Database;

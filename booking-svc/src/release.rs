@@ -1,6 +1,8 @@
-//! The release worker: after a cancel, calls assign-svc's `Release` for the booking until
-//! it succeeds (assign-svc may be down when the booking is cancelled). Claims tasks with
-//! `FOR UPDATE SKIP LOCKED` and a lease, retries with capped backoff, woken by
+//! The release worker, which frees a cancelled booking's tables in assign-svc.
+//!
+//! After a cancel it calls assign-svc's `Release` for the booking until it succeeds
+//! (assign-svc may be down when the booking is cancelled). It claims tasks with
+//! `FOR UPDATE SKIP LOCKED` and a lease, retries with capped backoff, and is woken by
 //! `NOTIFY booking_release`. It never changes a booking.
 
 use crate::{

@@ -1,5 +1,7 @@
-//! booking-svc settings: the shared ones plus its listen address, its peers and the
-//! inline-assignment switch.
+//! booking-svc's settings.
+//!
+//! The shared ones plus its listen address, its peers, the inline-assignment switch and
+//! the workers' timings.
 
 use clap::Parser;
 use platform::settings::{CommonSettings, parse_bool, parse_http_url};

@@ -1,6 +1,8 @@
-//! A booking and the rules that change it: creating version 1, planning an edit (with
-//! no-op detection), and planning a cancel. Pure functions over values; they never read
-//! or write storage and never call another service.
+//! A booking and the rules that change it.
+//!
+//! Creating version 1, planning an edit (with no-op detection) and planning a cancel are
+//! pure functions over values: they never read or write storage and never call another
+//! service.
 
 use super::values::{
     BookingDuration, BookingId, GuestEmail, GuestName, IdempotencyKey, Notes, PartySize, Phone, RestaurantId,

@@ -1,6 +1,7 @@
-//! Which email a step of the flow queues, what it says, and when a queued email has become
-//! stale. The outbox stores the payload so every retry sends exactly the same details for
-//! its (booking, kind, version) key. Pure rules: no sending here.
+//! The booking emails: which one a step queues, what it says, when it is stale.
+//!
+//! The outbox stores the payload so every retry sends exactly the same details for its
+//! (booking, kind, version) key. Pure rules: no sending here.
 
 use super::booking::{Booking, BookingStatus};
 use serde::{Deserialize, Serialize};

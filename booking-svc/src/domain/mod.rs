@@ -1,6 +1,8 @@
-//! booking-svc's domain: validated request values, bookings and their edit/cancel rules,
-//! email kinds and staleness, inline-attempt rules, reassign decisions and paging. It never
-//! sees tonic, SQL or the clock (time is passed in), so every rule is unit-tested.
+//! booking-svc's domain: its types and rules.
+//!
+//! Validated values, bookings and their edit/cancel rules, history events, email kinds and
+//! staleness, inline-attempt rules, reassign decisions and paging. It never sees tonic, SQL
+//! or the clock (time is passed in), so every rule is unit-tested.
 
 pub mod booking;
 pub mod emails;

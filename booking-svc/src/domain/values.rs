@@ -1,11 +1,11 @@
-//! Validated values of a booking: what a request is parsed into and what a stored booking
-//! is made of.
+//! The validated values a booking is made of.
 //!
-//! Each type's `parse` is the only way to make one from a request and answers a
-//! description of what is wrong (the caller names the field). A value read back from
-//! storage (`from_stored`, or a stored answer's JSON) was parsed when it was written, and
-//! the columns' domain checks hold it there, so it is not checked again. Nothing here
-//! knows about gRPC or SQL; rules that depend on time take `now`.
+//! They are what a request is parsed into and what a stored booking holds. Each type's
+//! `parse` is the only way to make one from a request and answers a description of what
+//! is wrong (the caller names the field). A value read back from storage (`from_stored`,
+//! or a stored answer's JSON) was parsed when it was written, and the columns' domain
+//! checks hold it there, so it is not checked again. Nothing here knows about gRPC or SQL;
+//! rules that depend on time take `now`.
 
 use serde::{Deserialize, Serialize};
 use std::time::{Duration, SystemTime};

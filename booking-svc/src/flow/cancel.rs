@@ -1,5 +1,7 @@
-//! The cancel flow: the booking cancelled, its open jobs closed, a durable release task
-//! and the BOOKING_CANCELLED email, in one transaction; then the Reassign stream is told.
+//! The cancel flow.
+//!
+//! The booking is cancelled, its open jobs closed, a durable release task and the
+//! BOOKING_CANCELLED email written, in one transaction; then the Reassign stream is told.
 
 use super::{CANCEL, Flow, Result, db, refused, snapshot};
 use crate::{

@@ -1,9 +1,9 @@
-//! The create flow: version 1 applied and handed off, the inline attempt, the record,
-//! the answer.
+//! The create flow.
 //!
-//! The apply step inserts the booking (PENDING, handed off to the background unless this
-//! request records its inline result in time) and its CREATED event in one round trip,
-//! together with the idempotency key's claim when there is one.
+//! Version 1 is applied and handed off, then come the inline attempt, the record and the
+//! answer. The apply step inserts the booking (PENDING, handed off to the background
+//! unless this request records its inline result in time) and its CREATED event in one
+//! round trip, together with the idempotency key's claim when there is one.
 
 use super::{Answer, CREATE, Flow, Result};
 use crate::{

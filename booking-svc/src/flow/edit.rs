@@ -1,9 +1,10 @@
-//! The edit flow: the apply step (version check, no-op detection, the new version written
-//! and handed off), then the inline attempt, the record and the answer.
+//! The edit flow.
 //!
-//! Without an idempotency key the apply is optimistic: read, plan, then one write guarded
-//! on the version read. A concurrent change in between, or a key, sends it down the path
-//! that locks the booking's row first.
+//! The apply step (version check, no-op detection, the new version written and handed
+//! off), then the inline attempt, the record and the answer. Without an idempotency key
+//! the apply is optimistic: read, plan, then one write guarded on the version read. A
+//! concurrent change in between, or a key, sends it down the path that locks the booking's
+//! row first.
 
 use super::{Answer, EDIT, Flow, Result, db, refused, snapshot};
 use crate::{

@@ -1,4 +1,4 @@
-//! The inline attempt: one `Assign` call to assign-svc within a bounded deadline.
+//! The inline attempt: one `Assign` call within a bounded deadline.
 //!
 //! Every failure (no capacity, timeout, assign-svc down) is a result, never an error: the
 //! record step decides what it means.

@@ -1,4 +1,4 @@
-//! The reads: one booking, a page of a restaurant's bookings, a booking's history.
+//! The reads: a booking, a page of bookings, a booking's history.
 
 use super::{Flow, Result};
 use crate::{

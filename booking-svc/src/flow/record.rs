@@ -1,9 +1,10 @@
-//! The record step: an inline result written in one transaction, guarded by the version
-//! still being current and still handed to this request.
+//! The record step of a create or edit.
 //!
-//! Assigned: CONFIRMED with the confirmation email queued. Anything else: the version's
-//! reassign job becomes due at once and the pending email is queued. A version the
-//! background took over meanwhile keeps the background's decision.
+//! The inline result is written in one transaction, guarded by the version still being
+//! current and still handed to this request. Assigned: CONFIRMED with the confirmation
+//! email queued. Anything else: the version's reassign job becomes due at once and the
+//! pending email is queued. A version the background took over meanwhile keeps the
+//! background's decision.
 
 use super::{Answer, Flow, Result, db, snapshot};
 use crate::{

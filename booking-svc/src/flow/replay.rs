@@ -1,5 +1,7 @@
-//! Idempotent replays: the first answer to a request whose idempotency key was used
-//! before, or a refusal when the key came with other parameters.
+//! Idempotent replays of requests whose key was used before.
+//!
+//! The first answer is given again, or a refusal when the key came with other
+//! parameters.
 
 use super::{Answer, CREATE, EDIT, Flow, Result};
 use crate::{

@@ -1,8 +1,9 @@
-//! Applying one update of the Reassign stream: record it in the history and carry out its
-//! decision, in one transaction under the booking's row lock.
+//! Applying one update of the Reassign stream.
 //!
-//! ASSIGNED for the current version confirms the booking and queues the confirmation
-//! email; whatever the number of replicas or repeated updates, that happens once.
+//! The update is recorded in the history and its decision carried out, in one transaction
+//! under the booking's row lock. ASSIGNED for the current version confirms the booking and
+//! queues the confirmation email; whatever the number of replicas or repeated updates,
+//! that happens once.
 
 use super::Dispatcher;
 use crate::{

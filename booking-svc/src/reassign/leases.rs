@@ -1,8 +1,8 @@
-//! Claiming due jobs with a lease, renewing the leases of tracked jobs, and forgetting the
-//! jobs this process no longer holds.
+//! The leases on reassign jobs: claiming, renewing, forgetting.
 //!
 //! A job is leased to one process at a time (`SKIP LOCKED`), so replicas share the jobs and
-//! a dead replica's jobs are taken over once its leases run out.
+//! a dead replica's jobs are taken over once its leases run out. A job this process no
+//! longer holds is forgotten.
 
 use super::{Dispatcher, Tracked};
 use crate::{error::Error, store};

@@ -1,12 +1,12 @@
-//! The Reassign dispatcher: one long-lived `assign.v1.AssignService/Reassign` stream per
-//! process, carrying the reassign jobs of the bookings that wait for tables.
+//! The Reassign dispatcher, which carries the jobs of bookings that wait for tables.
 //!
-//! It turns hand-offs that came due (a create or edit whose request did not record its
-//! inline result in time) into jobs, claims due jobs with a lease each, recovers those
-//! whose request died, submits them (again after every reconnect), and records every
-//! update in the history; on ASSIGNED for the current version it confirms the booking and
-//! queues the confirmation email in one transaction. One module per concern: `stream`,
-//! `leases`, `recover` and `apply`.
+//! One long-lived `assign.v1.AssignService/Reassign` stream per process. The dispatcher
+//! turns hand-offs that came due (a create or edit whose request did not record its inline
+//! result in time) into jobs, claims due jobs with a lease each, recovers those whose
+//! request died, submits them (again after every reconnect), and records every update in
+//! the history; on ASSIGNED for the current version it confirms the booking and queues the
+//! confirmation email in one transaction. One module per concern: `stream`, `leases`,
+//! `recover` and `apply`.
 //!
 //! The job table (with the hand-offs in the booking rows) is the source of truth; the
 //! stream is only transport. It never holds a transaction while waiting on the stream.

@@ -1,8 +1,8 @@
-//! The dispatcher's loop and its stream: connecting (again after every failure, with
-//! backoff), sending commands, and waiting on updates, wake-ups and timers at once.
+//! The dispatcher's loop around its Reassign stream.
 //!
-//! The loop never waits on the stream while holding a transaction: every database step it
-//! triggers runs to completion on its own.
+//! It connects (again after every failure, with backoff), sends commands, and waits on
+//! updates, wake-ups and timers at once. It never waits on the stream while holding a
+//! transaction: every database step it triggers runs to completion on its own.
 
 use super::{Command, Dispatcher};
 use crate::store::{self, Carrier};

@@ -1,5 +1,4 @@
-//! The bookings table: one row per booking, its current version and that version's
-//! hand-off to the background.
+//! The bookings table: each booking's current version and its hand-off.
 //!
 //! A hand-off (`handoff_due_at`) marks a version still owned by the request that wrote it;
 //! [`super::jobs`] turns it into a reassign job when the request records a PENDING result

@@ -1,8 +1,8 @@
-//! The reassign jobs table: one job per booking version that waits for tables in the
-//! background, leased to the process that submits it on its Reassign stream.
+//! The reassign jobs table: one job per booking version waiting for tables.
 //!
-//! A job is born from a version's hand-off (in the booking row): when the request records
-//! that the booking stays PENDING, or when the request died and the dispatcher adopts it.
+//! A job is leased to the process that submits it on its Reassign stream. It is born from
+//! a version's hand-off (in the booking row): when the request records that the booking
+//! stays PENDING, or when the request died and the dispatcher adopts it.
 
 use super::{Carrier, Result, carrier_from, due_in, secs};
 use crate::domain::reassign::JobState;

@@ -1,5 +1,6 @@
-//! The outbox table: emails to send, one per (booking, kind, version), claimed with a
-//! lease by the outbox worker and ended with their history events.
+//! The outbox table: the emails to send, one per (booking, kind, version).
+//!
+//! The outbox worker claims them with a lease and ends them with their history events.
 
 use super::{Carrier, Result, carrier_from, carrier_json, detail_json, due_in, secs};
 use crate::domain::{BookingStatus, EmailKind, Event, emails::EmailPayload};

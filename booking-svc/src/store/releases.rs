@@ -1,5 +1,6 @@
-//! The release tasks table: after a cancel, one task per booking that releases its tables
-//! in assign-svc, claimed with a lease by the release worker.
+//! The release tasks table: one task per cancelled booking whose tables to free.
+//!
+//! The release worker claims them with a lease.
 
 use super::{Carrier, Result, carrier_from, carrier_json, due_in, secs};
 use deadpool_postgres::GenericClient;

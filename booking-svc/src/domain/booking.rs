@@ -1,19 +1,13 @@
 //! A booking and the rules that change it.
 //!
-//! Creating version 1, planning an edit (with no-op detection) and planning a cancel are
-//! pure functions over values: they never read or write storage and never call another
-//! service.
+//! Planning an edit (with no-op detection) and planning a cancel are pure functions over
+//! values: they never read or write storage and never call another service.
 
-use super::values::{
-    BookingDuration, BookingId, GuestEmail, GuestName, IdempotencyKey, Notes, PartySize, Phone, RestaurantId,
-    StartTime, Version, truncate_to_micros,
-};
+use super::guest::{GuestEmail, GuestName, Notes, Phone};
+use super::time::rfc3339;
+use super::values::{BookingDuration, BookingId, PartySize, RestaurantId, StartTime, Version};
 use serde::{Deserialize, Serialize};
-use serde_json::json;
-use std::{
-    fmt::Write,
-    time::{Duration, SystemTime},
-};
+use std::time::{Duration, SystemTime};
 
 /// Lifecycle state of a booking.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -66,57 +60,6 @@ pub struct Booking {
     pub updated_at: SystemTime,
 }
 
-/// A parsed CreateBooking request.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct NewBooking {
-    pub restaurant_id: RestaurantId,
-    pub guest_name: GuestName,
-    pub guest_email: GuestEmail,
-    pub guest_phone: Phone,
-    pub party_size: PartySize,
-    pub start_time: StartTime,
-    pub duration: BookingDuration,
-    pub notes: Notes,
-    pub suppress_emails: bool,
-    pub idempotency_key: Option<IdempotencyKey>,
-}
-
-impl NewBooking {
-    /// Version 1 of the booking, `PENDING` until tables are assigned.
-    pub fn into_booking(&self, id: BookingId, now: SystemTime) -> Booking {
-        Booking {
-            id,
-            restaurant_id: self.restaurant_id.clone(),
-            guest_name: self.guest_name.clone(),
-            guest_email: self.guest_email.clone(),
-            guest_phone: self.guest_phone.clone(),
-            party_size: self.party_size,
-            start_time: self.start_time,
-            duration: self.duration,
-            notes: self.notes.clone(),
-            status: BookingStatus::Pending,
-            version: Version::FIRST,
-            table_ids: Vec::new(),
-            created_at: now,
-            updated_at: now,
-        }
-    }
-
-    /// What identifies "the same request" for an idempotency key (everything but the key).
-    pub fn fingerprint(&self) -> String {
-        json!({
-            "restaurant_id": self.restaurant_id.as_str(),
-            "guest": [self.guest_name.as_str(), self.guest_email.as_str(), self.guest_phone.as_str()],
-            "party_size": self.party_size.get(),
-            "start_time_us": micros(self.start_time.get()),
-            "duration_s": self.duration.get().as_secs(),
-            "notes": self.notes.as_str(),
-            "suppress_emails": self.suppress_emails,
-        })
-        .to_string()
-    }
-}
-
 /// The fields an edit may change; `None` leaves a field as it is.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Changes {
@@ -124,53 +67,6 @@ pub struct Changes {
     pub party_size: Option<PartySize>,
     pub duration: Option<BookingDuration>,
     pub notes: Option<Notes>,
-}
-
-/// A parsed EditBooking request.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct EditRequest {
-    pub booking_id: BookingId,
-    pub expected_version: Option<Version>,
-    pub changes: Changes,
-    pub suppress_emails: bool,
-    pub idempotency_key: Option<IdempotencyKey>,
-}
-
-impl EditRequest {
-    /// What identifies "the same request" for an idempotency key.
-    pub fn fingerprint(&self) -> String {
-        json!({
-            "booking_id": self.booking_id.to_string(),
-            "expected_version": self.expected_version.map(Version::get),
-            "start_time_us": self.changes.start_time.map(|s| micros(s.get())),
-            "party_size": self.changes.party_size.map(|p| p.get()),
-            "duration_s": self.changes.duration.map(|d| d.get().as_secs()),
-            "notes": self.changes.notes.as_ref().map(|n| n.as_str().to_string()),
-            "suppress_emails": self.suppress_emails,
-        })
-        .to_string()
-    }
-}
-
-/// A parsed CancelBooking request.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct CancelRequest {
-    pub booking_id: BookingId,
-    pub expected_version: Option<Version>,
-    pub suppress_emails: bool,
-    pub idempotency_key: Option<IdempotencyKey>,
-}
-
-impl CancelRequest {
-    /// What identifies "the same request" for an idempotency key.
-    pub fn fingerprint(&self) -> String {
-        json!({
-            "booking_id": self.booking_id.to_string(),
-            "expected_version": self.expected_version.map(Version::get),
-            "suppress_emails": self.suppress_emails,
-        })
-        .to_string()
-    }
 }
 
 /// Why a booking cannot be changed as asked.
@@ -312,44 +208,6 @@ pub fn plan_cancel(current: &Booking, expected: Option<Version>, now: SystemTime
     Ok(CancelPlan::Cancel(Box::new(next)))
 }
 
-/// Microseconds since the Unix epoch (negative before it).
-pub fn micros(t: SystemTime) -> i64 {
-    match t.duration_since(SystemTime::UNIX_EPOCH) {
-        Ok(d) => d.as_micros() as i64,
-        Err(e) => -(e.duration().as_micros() as i64),
-    }
-}
-
-/// The time at `micros` microseconds since the Unix epoch.
-pub fn from_micros(micros: i64) -> SystemTime {
-    if micros >= 0 {
-        SystemTime::UNIX_EPOCH + Duration::from_micros(micros as u64)
-    } else {
-        SystemTime::UNIX_EPOCH - Duration::from_micros(micros.unsigned_abs())
-    }
-}
-
-/// An RFC 3339 UTC rendering of `t` to the microsecond, with no fraction when it has
-/// none (`2023-11-14T22:13:20Z`, `2023-11-14T22:13:20.000005Z`), for history details.
-/// Times humantime cannot render (before 1970, after 9999) follow protobuf's rendering
-/// (`+10000-01-01T00:00:00Z`, fraction digits in threes).
-pub fn rfc3339(t: SystemTime) -> String {
-    let t = truncate_to_micros(t);
-    let whole_seconds = t.duration_since(SystemTime::UNIX_EPOCH).is_ok_and(|d| d.subsec_nanos() == 0);
-    let mut text = String::new();
-    let rendered = if t < SystemTime::UNIX_EPOCH {
-        Err(std::fmt::Error)
-    } else if whole_seconds {
-        write!(text, "{}", humantime::format_rfc3339_seconds(t))
-    } else {
-        write!(text, "{}", humantime::format_rfc3339_micros(t))
-    };
-    match rendered {
-        Ok(()) => text,
-        Err(_) => prost_types::Timestamp::from(t).to_string(),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -435,23 +293,6 @@ mod tests {
         assert_eq!(plan_cancel(&b, Some(v(1)), at(9)), Err(Refusal::VersionMismatch { expected: v(1), current: v(3) }));
     }
 
-    #[test]
-    fn fingerprints_ignore_the_key_but_not_the_parameters() {
-        let id = BookingId::parse("4f1c2c7e-8a4e-4bd4-9a57-3a8f0c1b2d3e").unwrap();
-        let a = EditRequest {
-            booking_id: id,
-            expected_version: Some(v(1)),
-            changes: changes(None, Some(2), None, None),
-            suppress_emails: false,
-            idempotency_key: IdempotencyKey::parse_optional("k1").unwrap(),
-        };
-        let mut b = a.clone();
-        b.idempotency_key = IdempotencyKey::parse_optional("k2").unwrap();
-        assert_eq!(a.fingerprint(), b.fingerprint());
-        b.changes.party_size = Some(PartySize::parse(3).unwrap());
-        assert_ne!(a.fingerprint(), b.fingerprint());
-    }
-
     /// The stored answer of an idempotency key is a booking's JSON: its shape stays what
     /// it was when the fields were plain values, so answers stored before still read.
     #[test]
@@ -475,24 +316,6 @@ mod tests {
         });
         assert_eq!(serde_json::to_value(&b).unwrap(), stored);
         assert_eq!(serde_json::from_value::<Booking>(stored).unwrap(), b);
-    }
-
-    #[test]
-    fn rfc3339_renders_utc_to_the_microsecond() {
-        assert_eq!(rfc3339(at(0)), "1970-01-01T00:00:00Z");
-        assert_eq!(rfc3339(at(1_700_000_000) + Duration::from_micros(5)), "2023-11-14T22:13:20.000005Z");
-        assert_eq!(rfc3339(at(1_700_000_000) + Duration::from_millis(120)), "2023-11-14T22:13:20.120000Z");
-        assert_eq!(rfc3339(at(1_700_000_000) + Duration::from_nanos(999)), "2023-11-14T22:13:20Z");
-        assert_eq!(rfc3339(at(1_700_000_000) + Duration::from_nanos(1_999)), "2023-11-14T22:13:20.000001Z");
-        assert_eq!(rfc3339(at(951_782_400)), "2000-02-29T00:00:00Z");
-        assert_eq!(rfc3339(at(253_402_300_799)), "9999-12-31T23:59:59Z");
-    }
-
-    #[test]
-    fn rfc3339_renders_times_beyond_humantime() {
-        assert_eq!(rfc3339(at(253_402_300_800)), "+10000-01-01T00:00:00Z");
-        assert_eq!(rfc3339(SystemTime::UNIX_EPOCH - Duration::from_secs(1)), "1969-12-31T23:59:59Z");
-        assert_eq!(rfc3339(SystemTime::UNIX_EPOCH - Duration::from_micros(1)), "1969-12-31T23:59:59.999999Z");
     }
 
     proptest! {
@@ -525,11 +348,6 @@ mod tests {
                     prop_assert_eq!(again, EditPlan::Unchanged);
                 }
             }
-        }
-
-        #[test]
-        fn micros_round_trip(us in -10_000_000_000_000i64..10_000_000_000_000) {
-            prop_assert_eq!(micros(from_micros(us)), us);
         }
     }
 }

@@ -1,6 +1,7 @@
-//! The validated values a booking is made of.
+//! The validated values a booking is made of, but for the guest's personal data.
 //!
-//! They are what a request is parsed into and what a stored booking holds. Each type's
+//! They are what a request is parsed into and what a stored booking holds (the guest's
+//! name, email, phone and notes live in `guest`, under the same rules). Each type's
 //! `parse` is the only way to make one from a request and answers a description of what
 //! is wrong (the caller names the field). A value read back from storage (`from_stored`,
 //! or a stored answer's JSON) was parsed when it was written, and the columns' domain
@@ -13,14 +14,6 @@ use uuid::Uuid;
 
 /// Longest restaurant id (assign-svc's limit).
 pub const MAX_RESTAURANT_ID: usize = 64;
-/// Longest guest name.
-pub const MAX_GUEST_NAME: usize = 200;
-/// Longest email address (RFC 5321 path limit).
-pub const MAX_EMAIL: usize = 254;
-/// Longest phone number.
-pub const MAX_PHONE: usize = 40;
-/// Longest notes, in characters.
-pub const MAX_NOTES: usize = 2_000;
 /// Longest idempotency key.
 pub const MAX_IDEMPOTENCY_KEY: usize = 200;
 /// Shortest booking.
@@ -92,109 +85,6 @@ impl RestaurantId {
     }
 
     /// The id.
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-/// A guest's name: required, at most 200 characters (trimmed).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(transparent)]
-pub struct GuestName(String);
-
-impl GuestName {
-    /// Parses a name.
-    pub fn parse(value: &str) -> Result<Self, String> {
-        let value = value.trim();
-        if value.is_empty() {
-            return Err("required".into());
-        }
-        if value.chars().count() > MAX_GUEST_NAME {
-            return Err(format!("at most {MAX_GUEST_NAME} characters"));
-        }
-        if value.chars().any(char::is_control) {
-            return Err("no control characters".into());
-        }
-        Ok(Self(value.to_string()))
-    }
-
-    /// A name read back from storage.
-    pub fn from_stored(value: String) -> Self {
-        Self(value)
-    }
-
-    /// The name.
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-/// A guest's email address (syntax checked, at most 254 characters).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(transparent)]
-pub struct GuestEmail(String);
-
-impl GuestEmail {
-    /// Parses an address such as `ada@example.com` (no display name).
-    pub fn parse(value: &str) -> Result<Self, String> {
-        let value = value.trim();
-        if value.is_empty() {
-            return Err("required".into());
-        }
-        if value.len() > MAX_EMAIL {
-            return Err(format!("at most {MAX_EMAIL} characters"));
-        }
-        let domain_ok = value.rsplit_once('@').is_some_and(|(_, domain)| {
-            let labels: Vec<&str> = domain.split('.').collect();
-            labels.len() >= 2
-                && labels.iter().all(|l| {
-                    !l.is_empty()
-                        && !l.starts_with('-')
-                        && !l.ends_with('-')
-                        && l.chars().all(|c| c.is_alphanumeric() || c == '-')
-                })
-        });
-        if !email_address::EmailAddress::is_valid(value) || !domain_ok || value.contains(['<', '>', ' ']) {
-            return Err("not a valid email address".into());
-        }
-        Ok(Self(value.to_string()))
-    }
-
-    /// An address read back from storage.
-    pub fn from_stored(value: String) -> Self {
-        Self(value)
-    }
-
-    /// The address.
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-/// An optional phone number: at most 40 characters of digits, spaces and `+-().`.
-#[derive(Clone, Debug, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(transparent)]
-pub struct Phone(String);
-
-impl Phone {
-    /// Parses a phone number; empty means none.
-    pub fn parse(value: &str) -> Result<Self, String> {
-        let value = value.trim();
-        if value.chars().count() > MAX_PHONE {
-            return Err(format!("at most {MAX_PHONE} characters"));
-        }
-        if !value.chars().all(|c| c.is_ascii_digit() || " +-().".contains(c)) {
-            return Err("only digits, spaces and + - ( ) .".into());
-        }
-        Ok(Self(value.to_string()))
-    }
-
-    /// A number read back from storage.
-    pub fn from_stored(value: String) -> Self {
-        Self(value)
-    }
-
-    /// The number ("" for none).
     pub fn as_str(&self) -> &str {
         &self.0
     }
@@ -300,31 +190,6 @@ impl BookingDuration {
     }
 }
 
-/// Free-text notes, at most 2,000 characters.
-#[derive(Clone, Debug, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(transparent)]
-pub struct Notes(String);
-
-impl Notes {
-    /// Parses notes ("" clears them).
-    pub fn parse(value: &str) -> Result<Self, String> {
-        if value.chars().count() > MAX_NOTES {
-            return Err(format!("at most {MAX_NOTES} characters"));
-        }
-        Ok(Self(value.to_string()))
-    }
-
-    /// Notes read back from storage.
-    pub fn from_stored(value: String) -> Self {
-        Self(value)
-    }
-
-    /// The text.
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
 /// An idempotency key: 1 to 200 characters; an empty string means "no key".
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct IdempotencyKey(String);
@@ -405,26 +270,6 @@ mod tests {
     }
 
     #[test]
-    fn emails_need_a_local_part_and_a_dotted_domain() {
-        for good in ["ada@example.com", "a.b+tag@mail.example.org", "x@sub-domain.example.co"] {
-            assert!(GuestEmail::parse(good).is_ok(), "{good}");
-        }
-        for bad in [
-            "",
-            "ada",
-            "ada@",
-            "@example.com",
-            "ada@example",
-            "ada@@example.com",
-            "Ada <ada@example.com>",
-            "a b@example.com",
-            "ada@-x.com",
-        ] {
-            assert!(GuestEmail::parse(bad).is_err(), "{bad}");
-        }
-    }
-
-    #[test]
     fn party_sizes_are_one_to_a_hundred() {
         assert!(PartySize::parse(0).is_err());
         assert!(PartySize::parse(1).is_ok());
@@ -458,13 +303,7 @@ mod tests {
     }
 
     #[test]
-    fn notes_names_phones_and_keys_have_limits() {
-        assert!(Notes::parse(&"é".repeat(2_000)).is_ok());
-        assert!(Notes::parse(&"x".repeat(2_001)).is_err());
-        assert!(GuestName::parse("  ").is_err());
-        assert_eq!(GuestName::parse(" Ada ").map(|n| n.as_str().to_string()), Ok("Ada".into()));
-        assert!(Phone::parse("+44 (20) 7946-0018").is_ok());
-        assert!(Phone::parse("call me").is_err());
+    fn keys_restaurant_ids_and_versions_have_limits() {
         assert_eq!(IdempotencyKey::parse_optional(""), Ok(None));
         assert!(IdempotencyKey::parse_optional(&"k".repeat(201)).is_err());
         assert!(RestaurantId::parse("").is_err());

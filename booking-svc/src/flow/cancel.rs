@@ -8,8 +8,9 @@ use crate::{
     crash::CrashPoint,
     domain::{
         Booking, BookingStatus, Detail, EmailKind, Event,
-        booking::{CancelPlan, CancelRequest, plan_cancel},
+        booking::{CancelPlan, plan_cancel},
         reassign::JobState,
+        requests::CancelRequest,
         values::truncate_to_micros,
     },
     error::Error,

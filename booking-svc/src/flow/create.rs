@@ -10,7 +10,7 @@ use crate::{
     crash::CrashPoint,
     domain::{
         Detail, Event,
-        booking::NewBooking,
+        requests::NewBooking,
         values::{BookingId, truncate_to_micros},
     },
     store,

@@ -11,7 +11,8 @@ use crate::{
     crash::CrashPoint,
     domain::{
         Booking, Detail, Event,
-        booking::{EditPlan, EditRequest, FieldChange, check_editable, plan_edit},
+        booking::{EditPlan, FieldChange, check_editable, plan_edit},
+        requests::EditRequest,
         values::truncate_to_micros,
     },
     error::Error,

@@ -6,7 +6,7 @@
 use super::{Answer, CREATE, EDIT, Flow, Result};
 use crate::{
     domain::{
-        booking::{EditRequest, NewBooking},
+        requests::{EditRequest, NewBooking},
         values::IdempotencyKey,
     },
     error::Error,

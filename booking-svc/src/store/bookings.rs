@@ -8,10 +8,9 @@ use super::{Carrier, Result, carrier_json, detail_json, duration_s, history, out
 use crate::domain::{
     Booking, BookingStatus, EmailKind, Event,
     emails::EmailPayload,
+    guest::{GuestEmail, GuestName, Notes, Phone},
     paging::ListQuery,
-    values::{
-        BookingDuration, BookingId, GuestEmail, GuestName, Notes, PartySize, Phone, RestaurantId, StartTime, Version,
-    },
+    values::{BookingDuration, BookingId, PartySize, RestaurantId, StartTime, Version},
 };
 use crate::error::Error;
 use deadpool_postgres::GenericClient;

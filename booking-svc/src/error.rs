@@ -1,5 +1,6 @@
-//! booking-svc's one error enum and its single mapping to a gRPC status. Internal causes
-//! go to the log with the trace id, never to the client.
+//! booking-svc's one error enum and its single mapping to a gRPC status.
+//!
+//! Internal causes go to the log with the trace id, never to the client.
 
 use platform::{db::DbError, status::Violations};
 use tonic::{Code, Status};

@@ -1,6 +1,8 @@
-//! booking-svc as a library: `run` starts the whole service on a given listener, so the
-//! binary and the tests start exactly the same thing. It wires the API, the flows and the
-//! three workers (outbox, reassign dispatcher, release); it holds no rule itself.
+//! booking-svc as a library: `run` starts the whole service.
+//!
+//! The binary and the tests start exactly the same thing on a given listener. It wires the
+//! API, the flows and the four workers (outbox, reassign dispatcher, release, key purge);
+//! it holds no rule itself.
 
 mod api;
 pub mod crash;
@@ -45,7 +47,10 @@ pub async fn run(settings: Settings, listener: TcpListener, shutdown: Cancellati
     let assign = AssignServiceClient::new(platform::grpc::connect(&settings.assign_url)?);
     let notify = NotifyServiceClient::new(platform::grpc::connect(&settings.notify_url)?);
     let metrics = metrics::Metrics::new();
+    #[cfg(feature = "crash-hook")]
     let crash = crash::CrashHook::new(settings.crash_at);
+    #[cfg(not(feature = "crash-hook"))]
+    let crash = crash::CrashHook::default();
 
     let (dispatcher, handle) = reassign::Dispatcher::new(
         database.clone(),

@@ -1,6 +1,8 @@
-//! booking-svc's OpenTelemetry instruments, declared in one place (meter `booking-svc`).
-//! Other modules report through these methods; none creates an instrument itself. The
-//! gauges read values the workers refresh (they never query on the export path).
+//! booking-svc's OpenTelemetry instruments, declared in one place.
+//!
+//! Meter `booking-svc`. Other modules report through these methods; none creates an
+//! instrument itself. The gauges read values the workers refresh (they never query on the
+//! export path).
 
 use opentelemetry::{
     KeyValue, global,

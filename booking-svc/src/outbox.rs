@@ -1,4 +1,6 @@
-//! The outbox worker, the ONLY caller of notify-svc. It claims a batch of due emails with
+//! The outbox: queueing a booking's emails, and the worker that sends them.
+//!
+//! The worker is the ONLY caller of notify-svc. It claims a batch of due emails with
 //! `FOR UPDATE SKIP LOCKED` and a lease (committed before any call), drops emails about a
 //! version that is no longer current, calls `SendOnce` with a deadline for the others,
 //! then marks the batch's rows done with their history events in one statement, and
@@ -10,13 +12,17 @@
 use crate::{
     crash::{CrashHook, CrashPoint},
     domain::{
-        Event, EventType,
-        emails::{Staleness, staleness},
+        Booking, Detail, EmailKind, Event,
+        emails::{EmailPayload, Staleness, staleness},
     },
     error::Error,
     metrics::Metrics,
-    store::{self, ClaimedEmail, FinishedEmail},
+    store::{
+        self, Carrier,
+        outbox::{ClaimedEmail, FinishedEmail},
+    },
 };
+use deadpool_postgres::GenericClient;
 use platform::{
     backoff::Backoff,
     db::Database,
@@ -28,13 +34,37 @@ use platform::{
     },
     telemetry::link_to_carrier,
 };
-use serde_json::json;
 use std::{
     sync::Arc,
     time::{Duration, Instant},
 };
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
+
+/// Queues the email `kind` about `booking` (or records its suppression) and notes the
+/// history event and the channel to wake.
+pub async fn queue_email(
+    db: &impl GenericClient,
+    booking: &Booking,
+    kind: EmailKind,
+    suppress: bool,
+    carrier: &Carrier,
+    events: &mut Vec<Event>,
+    channels: &mut Vec<&'static str>,
+) -> Result<(), Error> {
+    if suppress {
+        events.push(Event::new(booking.version.get(), Detail::EmailSuppressed { kind }));
+        return Ok(());
+    }
+    let payload = EmailPayload::for_booking(booking);
+    if store::outbox::enqueue(db, booking.id.uuid(), booking.version.get(), kind, &payload, carrier).await? {
+        events.push(Event::new(booking.version.get(), Detail::EmailQueued { kind }));
+        if !channels.contains(&store::outbox::CHANNEL) {
+            channels.push(store::outbox::CHANNEL);
+        }
+    }
+    Ok(())
+}
 
 /// Settings of the outbox worker.
 #[derive(Clone, Copy, Debug)]
@@ -69,7 +99,7 @@ impl OutboxWorker {
 
     /// Dispatches due emails until `shutdown`; the batch in hand is finished first.
     pub async fn run(self, shutdown: CancellationToken) {
-        let wake = self.db.listen(store::OUTBOX_CHANNEL, shutdown.clone());
+        let wake = self.db.listen(store::outbox::CHANNEL, shutdown.clone());
         let mut last_gauge = Instant::now() - Duration::from_secs(60);
         let mut failures = 0u32;
         while !shutdown.is_cancelled() {
@@ -91,7 +121,7 @@ impl OutboxWorker {
             if last_gauge.elapsed() >= Duration::from_secs(1) {
                 last_gauge = Instant::now();
                 if let Ok(client) = self.db.client().await
-                    && let Ok((depth, age)) = store::outbox_depth(&client).await
+                    && let Ok((depth, age)) = store::outbox::depth(&client).await
                 {
                     self.metrics.set_outbox(depth, Duration::from_secs_f64(age.max(0.0)));
                 }
@@ -106,14 +136,14 @@ impl OutboxWorker {
 
     async fn next_due(&self) -> Option<Duration> {
         let client = self.db.client().await.ok()?;
-        store::next_email_due(&client).await.ok().flatten()
+        store::outbox::next_due(&client).await.ok().flatten()
     }
 
     /// Claims one batch and dispatches it; returns whether anything was claimed.
     async fn pass(&self) -> Result<bool, Error> {
         let claimed = {
             let client = self.db.client().await?;
-            store::claim_emails(&client, self.settings.batch, self.settings.lease).await?
+            store::outbox::claim(&client, self.settings.batch, self.settings.lease).await?
         };
         if claimed.is_empty() {
             return Ok(false);
@@ -135,7 +165,7 @@ impl OutboxWorker {
         // One statement ends the whole batch (a row left queued by a failure here is
         // dispatched again after its lease: SendOnce answers it as a duplicate).
         let client = self.db.client().await?;
-        store::finish_emails(&client, &finished).await?;
+        store::outbox::finish(&client, &finished).await?;
         Ok(true)
     }
 
@@ -206,24 +236,24 @@ impl OutboxWorker {
                     .map(|s| s.as_str_name().trim_start_matches("DELIVERY_STATE_").to_string())
                     .unwrap_or_else(|_| "UNKNOWN".into());
                 tracing::Span::current().record("delivery.state", state.as_str());
-                let detail = json!({
-                    "kind": kind,
-                    "state": state,
-                    "duplicate": response.duplicate,
-                    "attempts": email.attempts,
-                    "message_id": delivery.message_id,
-                });
+                let detail = Detail::EmailDispatched {
+                    kind: email.kind,
+                    state,
+                    duplicate: response.duplicate,
+                    attempts: email.attempts,
+                    message_id: delivery.message_id,
+                };
                 self.metrics.email(kind, "dispatched");
-                Ok(Some(finished(&email, "DONE", None, Event::new(EventType::EmailDispatched, email.version, detail))))
+                Ok(Some(finished(&email, "DONE", None, Event::new(email.version, detail))))
             }
             Ok(Err(status))
                 if matches!(status.code(), tonic::Code::InvalidArgument | tonic::Code::FailedPrecondition) =>
             {
                 let reason = format!("refused by notify-svc: {:?}: {}", status.code(), status.message());
                 tracing::error!(%reason, "email refused permanently");
-                let detail = json!({ "kind": kind, "reason": reason });
+                let detail = Detail::EmailDropped { kind: email.kind, reason: reason.clone(), current_version: None };
                 self.metrics.email(kind, "failed");
-                let event = Event::new(EventType::EmailDropped, email.version, detail);
+                let event = Event::new(email.version, detail);
                 Ok(Some(finished(&email, "FAILED", Some(reason), event)))
             }
             other => {
@@ -234,7 +264,7 @@ impl OutboxWorker {
                 let delay = self.settings.backoff.delay(email.attempts.max(1) as u32);
                 tracing::warn!(%error, retry_in = ?delay, "SendOnce failed; will retry");
                 let client = self.db.client().await?;
-                store::retry_email(&client, email.id, delay, &error).await?;
+                store::outbox::retry(&client, email.id, delay, &error).await?;
                 self.metrics.email(kind, "retried");
                 Ok(None)
             }
@@ -243,11 +273,14 @@ impl OutboxWorker {
 
     /// Ends a stale email's row without it having gone out.
     fn dropped(&self, email: &ClaimedEmail, reason: String) -> FinishedEmail {
-        let kind = email.kind.as_str();
-        let detail = json!({ "kind": kind, "reason": reason, "current_version": email.current_version });
-        self.metrics.email(kind, "dropped");
+        self.metrics.email(email.kind.as_str(), "dropped");
         tracing::info!(%reason, "stale email dropped");
-        finished(email, "DROPPED", Some(reason), Event::new(EventType::EmailDropped, email.version, detail))
+        let detail = Detail::EmailDropped {
+            kind: email.kind,
+            reason: reason.clone(),
+            current_version: Some(email.current_version),
+        };
+        finished(email, "DROPPED", Some(reason), Event::new(email.version, detail))
     }
 }
 
@@ -256,7 +289,7 @@ fn finished(email: &ClaimedEmail, state: &'static str, error: Option<String>, ev
     FinishedEmail { id: email.id, booking_id: email.booking_id, state, error, event }
 }
 
-fn notification_kind(kind: crate::domain::EmailKind) -> pb::NotificationKind {
+fn notification_kind(kind: EmailKind) -> pb::NotificationKind {
     use crate::domain::EmailKind::*;
     match kind {
         BookingPending => pb::NotificationKind::BookingPending,

@@ -1,6 +1,8 @@
-//! Keeps the idempotency keys bounded: a key answers its first result for the configured
-//! retention, then this worker deletes it (in small batches, oldest first, so no pass holds
-//! many row locks or a long transaction). A request repeating a purged key is a new request.
+//! The purge worker, which keeps the idempotency keys bounded.
+//!
+//! A key answers its first result for the configured retention, then this worker deletes
+//! it (in small batches, oldest first, so no pass holds many row locks or a long
+//! transaction). A request repeating a purged key is a new request.
 
 use crate::{error::Error, store};
 use platform::db::Database;
@@ -45,7 +47,7 @@ impl KeyPurge {
         let client = self.db.client().await?;
         let mut purged = 0;
         loop {
-            let deleted = store::purge_keys(&client, self.retention, BATCH).await?;
+            let deleted = store::idempotency::purge(&client, self.retention, BATCH).await?;
             purged += deleted;
             if deleted < BATCH as u64 {
                 return Ok(purged);

@@ -1,12 +1,14 @@
-//! The release worker: after a cancel, calls assign-svc's `Release` for the booking until
-//! it succeeds (assign-svc may be down when the booking is cancelled). Claims tasks with
-//! `FOR UPDATE SKIP LOCKED` and a lease, retries with capped backoff, woken by
+//! The release worker, which frees a cancelled booking's tables in assign-svc.
+//!
+//! After a cancel it calls assign-svc's `Release` for the booking until it succeeds
+//! (assign-svc may be down when the booking is cancelled). It claims tasks with
+//! `FOR UPDATE SKIP LOCKED` and a lease, retries with capped backoff, and is woken by
 //! `NOTIFY booking_release`. It never changes a booking.
 
 use crate::{
     crash::{CrashHook, CrashPoint},
     error::Error,
-    store::{self, ClaimedRelease},
+    store::{self, releases::ClaimedRelease},
 };
 use platform::{
     backoff::Backoff,
@@ -48,7 +50,7 @@ impl ReleaseWorker {
 
     /// Releases due bookings until `shutdown`; the task in hand is finished first.
     pub async fn run(self, shutdown: CancellationToken) {
-        let wake = self.db.listen(store::RELEASE_CHANNEL, shutdown.clone());
+        let wake = self.db.listen(store::releases::CHANNEL, shutdown.clone());
         let mut failures = 0u32;
         while !shutdown.is_cancelled() {
             let wait = match self.pass().await {
@@ -56,7 +58,7 @@ impl ReleaseWorker {
                 Ok(false) => {
                     failures = 0;
                     let next = match self.db.client().await {
-                        Ok(client) => store::next_release_due(&client).await.ok().flatten(),
+                        Ok(client) => store::releases::next_due(&client).await.ok().flatten(),
                         Err(_) => None,
                     };
                     next.unwrap_or(self.settings.poll).min(self.settings.poll)
@@ -78,7 +80,7 @@ impl ReleaseWorker {
     async fn pass(&self) -> Result<bool, Error> {
         let claimed = {
             let client = self.db.client().await?;
-            store::claim_releases(&client, 16, self.settings.lease).await?
+            store::releases::claim(&client, 16, self.settings.lease).await?
         };
         if claimed.is_empty() {
             return Ok(false);
@@ -101,12 +103,12 @@ impl ReleaseWorker {
         match answer {
             Ok(Ok(response)) => {
                 tracing::info!(released = response.into_inner().released, "tables released");
-                store::finish_release(&db, task.booking_id, "DONE", None).await
+                store::releases::finish(&db, task.booking_id, "DONE", None).await
             }
             Ok(Err(status)) if status.code() == tonic::Code::InvalidArgument => {
                 let reason = format!("refused by assign-svc: {}", status.message());
                 tracing::error!(%reason, "release refused permanently");
-                store::finish_release(&db, task.booking_id, "FAILED", Some(&reason)).await
+                store::releases::finish(&db, task.booking_id, "FAILED", Some(&reason)).await
             }
             other => {
                 let error = match other {
@@ -115,7 +117,7 @@ impl ReleaseWorker {
                 };
                 let delay = self.settings.backoff.delay(task.attempts.max(1) as u32);
                 tracing::warn!(%error, retry_in = ?delay, "Release failed; will retry");
-                store::retry_release(&db, task.booking_id, delay, &error).await
+                store::releases::retry(&db, task.booking_id, delay, &error).await
             }
         }
     }

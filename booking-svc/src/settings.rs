@@ -1,5 +1,7 @@
-//! booking-svc settings: the shared ones plus its listen address, its peers and the
-//! inline-assignment switch.
+//! booking-svc's settings.
+//!
+//! The shared ones plus its listen address, its peers, the inline-assignment switch and
+//! the workers' timings.
 
 use clap::Parser;
 use platform::settings::{CommonSettings, parse_bool, parse_http_url};
@@ -88,8 +90,9 @@ pub struct Settings {
           value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     pub reassign_max_jobs: u32,
 
-    /// TEST HOOK, never set in production: abort the process (as a crash would) when the
-    /// flow reaches this point.
+    /// TEST HOOK, only in builds with the `crash-hook` feature: abort the process (as a
+    /// crash would) when the flow reaches this point.
+    #[cfg(feature = "crash-hook")]
     #[arg(long = "crash-at", env = "CRASH_AT", value_name = "CRASH_AT", value_enum, hide = true)]
     pub crash_at: Option<crate::crash::CrashPoint>,
 

@@ -3,48 +3,91 @@
 
 use std::{
     fs::File,
-    path::PathBuf,
+    path::{Path, PathBuf},
     process::{Child, Command, ExitStatus, Stdio},
     sync::OnceLock,
     time::Duration,
 };
 
-/// Path of a workspace binary (a service's, or a tool's from `bench/`). Built (once per
-/// test process) when missing or older than this test executable, which is rebuilt
-/// whenever any service's code changes.
+/// The service binaries, which the harness builds itself.
+const SERVICES: [&str; 3] = ["booking-svc", "assign-svc", "notify-svc"];
+
+/// The dev tools' binaries, built by the same build (they run in the target directory).
+const TOOLS: [&str; 2] = ["booking-stack", "booking-bench"];
+
+/// Where the harness keeps the service binaries it built, and its marker of that build.
+const HARNESS_BINS: &str = "harness-bins";
+const MARKER: &str = "built";
+
+/// Path of a workspace binary (a service's, or a tool's from `bench/`). The harness builds the workspace's binaries itself (once
+/// per test process, when needed) with booking-svc's `crash-hook` feature, which the crash
+/// tests need and no other build has, and keeps the service binaries in a directory of
+/// their own: a plain `cargo build --workspace --bins` (a user's, or booking-stack's during
+/// a test) links its builds into the target directory and cannot swap them under a test.
+///
+/// It builds again when its marker of its last build is older than this test executable
+/// (rebuilt whenever any service's code changes) or than a service binary in the target
+/// directory (rebuilt since, perhaps from newer code), or a binary of its own is missing.
 pub fn binary(name: &str) -> PathBuf {
     static BUILT: OnceLock<()> = OnceLock::new();
-    let path = target_dir().join(name);
     BUILT.get_or_init(|| {
-        let modified = |p: &std::path::Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
-        let test_exe = std::env::current_exe().ok().and_then(|exe| modified(&exe));
-        let fresh = ["booking-svc", "assign-svc", "notify-svc", "booking-stack", "booking-bench"]
-            .iter()
-            .all(|bin| matches!((modified(&target_dir().join(bin)), test_exe), (Some(b), Some(t)) if b >= t));
-        if fresh {
-            return;
+        if !harness_bins_current() {
+            build_services();
         }
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string());
-        // Variables the test runner sets for this test (CARGO_MANIFEST_DIR, OUT_DIR, ...)
-        // would look like changed build inputs to some build scripts and force rebuilds.
-        let runner_vars = std::env::vars().map(|(k, _)| k).filter(|k| {
-            k == "OUT_DIR"
-                || (k.starts_with("CARGO_")
-                    && !matches!(k.as_str(), "CARGO_HOME" | "CARGO_TARGET_DIR")
-                    && !k.starts_with("CARGO_BUILD_"))
-        });
-        let mut command = Command::new(cargo);
-        for var in runner_vars {
-            command.env_remove(var);
-        }
-        let status = command
-            .current_dir(super::workspace_root())
-            .args(["build", "--quiet", "--workspace", "--bins"])
-            .status()
-            .expect("run cargo build for the service binaries");
-        assert!(status.success(), "building the service binaries failed");
     });
-    path
+    if SERVICES.contains(&name) { target_dir().join(HARNESS_BINS).join(name) } else { target_dir().join(name) }
+}
+
+/// Whether the harness's service binaries are there and no older than the code.
+fn harness_bins_current() -> bool {
+    let modified = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
+    let Some(built) = modified(&target_dir().join(HARNESS_BINS).join(MARKER)) else { return false };
+    let test_exe = std::env::current_exe().ok().and_then(|exe| modified(&exe));
+    test_exe.is_some_and(|t| t <= built)
+        && SERVICES.iter().all(|bin| {
+            target_dir().join(HARNESS_BINS).join(bin).exists()
+                && modified(&target_dir().join(bin)).is_none_or(|b| b <= built)
+        })
+        && TOOLS.iter().all(|bin| target_dir().join(bin).exists())
+}
+
+/// `cargo build --workspace --bins --features booking-svc/crash-hook`, then links the
+/// service binaries into the harness's directory and writes the marker.
+fn build_services() {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string());
+    // Variables the test runner sets for this test (CARGO_MANIFEST_DIR, OUT_DIR, ...)
+    // would look like changed build inputs to some build scripts and force rebuilds.
+    let runner_vars = std::env::vars().map(|(k, _)| k).filter(|k| {
+        k == "OUT_DIR"
+            || (k.starts_with("CARGO_")
+                && !matches!(k.as_str(), "CARGO_HOME" | "CARGO_TARGET_DIR")
+                && !k.starts_with("CARGO_BUILD_"))
+    });
+    let mut command = Command::new(cargo);
+    for var in runner_vars {
+        command.env_remove(var);
+    }
+    let status = command
+        .current_dir(super::workspace_root())
+        .args(["build", "--quiet", "--workspace", "--bins", "--features", "booking-svc/crash-hook"])
+        .status()
+        .expect("run cargo build for the service binaries");
+    assert!(status.success(), "building the service binaries failed");
+    let dir = target_dir().join(HARNESS_BINS);
+    std::fs::create_dir_all(&dir).expect("create the harness's binary directory");
+    // Each link made beside its place, then renamed into it: a test starting a binary
+    // meanwhile gets the old one or the new one, never none.
+    let partial = |name: &str| dir.join(format!(".{name}.{}", std::process::id()));
+    for bin in SERVICES {
+        let _ = std::fs::remove_file(partial(bin));
+        std::fs::hard_link(target_dir().join(bin), partial(bin))
+            .or_else(|_| std::fs::copy(target_dir().join(bin), partial(bin)).map(|_| ()))
+            .expect("link a service binary into the harness's directory");
+        std::fs::rename(partial(bin), dir.join(bin)).expect("put a service binary in place");
+    }
+    std::fs::write(partial(MARKER), "service binaries built with booking-svc/crash-hook\n")
+        .expect("write the build marker");
+    std::fs::rename(partial(MARKER), dir.join(MARKER)).expect("put the build marker in place");
 }
 
 /// The directory holding the binaries (the test executable's grandparent).

@@ -1,6 +1,7 @@
-//! Which email a step of the flow queues, what it says, and when a queued email has become
-//! stale. The outbox stores the payload so every retry sends exactly the same details for
-//! its (booking, kind, version) key. Pure rules: no sending here.
+//! The booking emails: which one a step queues, what it says, when it is stale.
+//!
+//! The outbox stores the payload so every retry sends exactly the same details for its
+//! (booking, kind, version) key. Pure rules: no sending here.
 
 use super::booking::{Booking, BookingStatus};
 use serde::{Deserialize, Serialize};
@@ -97,14 +98,14 @@ impl EmailPayload {
     /// The payload for `booking` as it is now (its tables only when `CONFIRMED`).
     pub fn for_booking(booking: &Booking) -> Self {
         Self {
-            recipient_email: booking.guest_email.clone(),
-            recipient_name: booking.guest_name.clone(),
-            restaurant_name: booking.restaurant_id.clone(),
-            start_time: booking.start_time,
-            duration: booking.duration,
-            party_size: booking.party_size,
+            recipient_email: booking.guest_email.as_str().to_string(),
+            recipient_name: booking.guest_name.as_str().to_string(),
+            restaurant_name: booking.restaurant_id.as_str().to_string(),
+            start_time: booking.start_time.get(),
+            duration: booking.duration.get(),
+            party_size: booking.party_size.get(),
             table_ids: if booking.status == BookingStatus::Confirmed { booking.table_ids.clone() } else { Vec::new() },
-            notes: booking.notes.clone(),
+            notes: booking.notes.as_str().to_string(),
         }
     }
 }

@@ -1,5 +1,7 @@
-//! The inline assignment attempt's rules: its deadline, its possible results and the
-//! answer's outcome. The call itself is made by the flow; this module only decides.
+//! The rules of the inline assignment attempt.
+//!
+//! Its deadline, its possible results and the answer's outcome. The call itself is made by
+//! the flow; this module only decides.
 
 use std::time::Duration;
 

@@ -1,15 +1,21 @@
-//! booking-svc's domain: validated request values, bookings and their edit/cancel rules,
-//! email kinds and staleness, inline-attempt rules, reassign decisions and paging. It never
-//! sees tonic, SQL or the clock (time is passed in), so every rule is unit-tested.
+//! booking-svc's domain: its types and rules.
+//!
+//! Validated values (a guest's personal data apart), parsed requests, bookings and their
+//! edit/cancel rules, history events, email kinds and staleness, inline-attempt rules,
+//! reassign decisions, paging and time formats. It never sees tonic, SQL or the clock
+//! (time is passed in), so every rule is unit-tested.
 
 pub mod booking;
 pub mod emails;
+pub mod guest;
 pub mod history;
 pub mod inline;
 pub mod paging;
 pub mod reassign;
+pub mod requests;
+pub mod time;
 pub mod values;
 
 pub use booking::{Booking, BookingStatus};
 pub use emails::EmailKind;
-pub use history::{Event, EventType};
+pub use history::{Detail, Event, EventType};

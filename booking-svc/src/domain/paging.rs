@@ -1,8 +1,10 @@
-//! ListBookings queries and their opaque page tokens: keyset pagination on
-//! `(start_time, id)`. A token is bound to the filter it was made for, so it cannot be
-//! replayed against another query.
+//! ListBookings queries and their opaque page tokens.
+//!
+//! Keyset pagination on `(start_time, id)`. A token is bound to the filter it was made for,
+//! so it cannot be replayed against another query.
 
-use super::booking::{BookingStatus, from_micros, micros};
+use super::booking::BookingStatus;
+use super::time::{from_micros, micros};
 use super::values::RestaurantId;
 use std::time::SystemTime;
 use uuid::Uuid;

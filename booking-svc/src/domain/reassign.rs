@@ -1,7 +1,8 @@
-//! Background reassign jobs: their states and what an update from assign-svc's Reassign
-//! stream means for a booking. The decision is pure; the dispatcher applies it in one
-//! transaction under the booking's row lock, which makes confirmation happen at most once
-//! whatever the number of replicas or repeated updates.
+//! Background reassign jobs: their states and what an update means.
+//!
+//! An update from assign-svc's Reassign stream is decided here, purely; the dispatcher
+//! applies the decision in one transaction under the booking's row lock, which makes
+//! confirmation happen at most once whatever the number of replicas or repeated updates.
 
 use super::booking::BookingStatus;
 use std::time::SystemTime;

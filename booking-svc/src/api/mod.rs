@@ -1,0 +1,180 @@
+//! The gRPC face of booking-svc: the tonic implementation of `booking.v1.BookingService`.
+//!
+//! Each request is decoded into domain values (INVALID_ARGUMENT naming every wrong field,
+//! nothing written), handed to the flow, and its answer encoded. No rule and no SQL lives
+//! here.
+
+mod decode;
+mod encode;
+
+use crate::flow::Flow;
+use decode::{parse_cancel, parse_create, parse_edit, parse_id, parse_list};
+use encode::{encode_answer, encode_booking, json_struct};
+use platform::proto::{
+    booking::v1::{self as pb, booking_service_server::BookingService},
+    timestamp,
+};
+use std::{
+    sync::Arc,
+    time::{Duration, Instant, SystemTime},
+};
+use tonic::{Request, Response, Status, metadata::MetadataMap};
+
+/// The gRPC face of the service.
+pub struct Api {
+    flow: Arc<Flow>,
+}
+
+impl Api {
+    pub fn new(flow: Arc<Flow>) -> Self {
+        Self { flow }
+    }
+}
+
+#[tonic::async_trait]
+impl BookingService for Api {
+    async fn create_booking(
+        &self,
+        request: Request<pb::CreateBookingRequest>,
+    ) -> Result<Response<pb::CreateBookingResponse>, Status> {
+        let deadline = caller_deadline(request.metadata());
+        let request = request.into_inner();
+        // Kept only when the request has a key: then it may be a retry (below).
+        let keyed = (!request.idempotency_key.is_empty()).then(|| request.clone());
+        let parsed = match parse_create(request, SystemTime::now()) {
+            Ok(parsed) => parsed,
+            Err(invalid) => {
+                // A retry of a request made while it was valid (its start time has passed
+                // since) is answered as it was first answered, like every retry with its key.
+                if let Some(retry) = keyed.and_then(|r| parse_create(r, SystemTime::UNIX_EPOCH).ok())
+                    && let Some(answer) = self.flow.replay_create(&retry).await?
+                {
+                    let (booking, outcome, inline_attempt) = encode_answer(answer);
+                    return Ok(Response::new(pb::CreateBookingResponse { booking, outcome, inline_attempt }));
+                }
+                return Err(invalid);
+            }
+        };
+        let answer = self.flow.create(parsed, deadline).await?;
+        let (booking, outcome, inline_attempt) = encode_answer(answer);
+        Ok(Response::new(pb::CreateBookingResponse { booking, outcome, inline_attempt }))
+    }
+
+    async fn edit_booking(
+        &self,
+        request: Request<pb::EditBookingRequest>,
+    ) -> Result<Response<pb::EditBookingResponse>, Status> {
+        let deadline = caller_deadline(request.metadata());
+        let request = request.into_inner();
+        // Kept only when the request has a key: then it may be a retry (below).
+        let keyed = (!request.idempotency_key.is_empty()).then(|| request.clone());
+        let parsed = match parse_edit(request, SystemTime::now()) {
+            Ok(parsed) => parsed,
+            Err(invalid) => {
+                // As for a create: a retry whose new start time has passed since is answered
+                // as first answered.
+                if let Some(retry) = keyed.and_then(|r| parse_edit(r, SystemTime::UNIX_EPOCH).ok())
+                    && let Some(answer) = self.flow.replay_edit(&retry).await?
+                {
+                    let (booking, outcome, inline_attempt) = encode_answer(answer);
+                    return Ok(Response::new(pb::EditBookingResponse { booking, outcome, inline_attempt }));
+                }
+                return Err(invalid);
+            }
+        };
+        let answer = self.flow.edit(parsed, deadline).await?;
+        let (booking, outcome, inline_attempt) = encode_answer(answer);
+        Ok(Response::new(pb::EditBookingResponse { booking, outcome, inline_attempt }))
+    }
+
+    async fn get_booking(
+        &self,
+        request: Request<pb::GetBookingRequest>,
+    ) -> Result<Response<pb::GetBookingResponse>, Status> {
+        let id = parse_id("booking_id", &request.into_inner().booking_id)?;
+        let booking = self.flow.get(id).await?;
+        Ok(Response::new(pb::GetBookingResponse { booking: Some(encode_booking(booking)) }))
+    }
+
+    async fn list_bookings(
+        &self,
+        request: Request<pb::ListBookingsRequest>,
+    ) -> Result<Response<pb::ListBookingsResponse>, Status> {
+        let (query, hash) = parse_list(request.into_inner())?;
+        let (bookings, token) = self.flow.list(&query, hash).await?;
+        Ok(Response::new(pb::ListBookingsResponse {
+            bookings: bookings.into_iter().map(encode_booking).collect(),
+            next_page_token: token.unwrap_or_default(),
+        }))
+    }
+
+    async fn cancel_booking(
+        &self,
+        request: Request<pb::CancelBookingRequest>,
+    ) -> Result<Response<pb::CancelBookingResponse>, Status> {
+        let parsed = parse_cancel(request.into_inner())?;
+        let booking = self.flow.cancel(parsed).await?;
+        Ok(Response::new(pb::CancelBookingResponse { booking: Some(encode_booking(booking)) }))
+    }
+
+    async fn get_booking_history(
+        &self,
+        request: Request<pb::GetBookingHistoryRequest>,
+    ) -> Result<Response<pb::GetBookingHistoryResponse>, Status> {
+        let id = parse_id("booking_id", &request.into_inner().booking_id)?;
+        let events = self.flow.history(id).await?;
+        let events = events
+            .into_iter()
+            .map(|e| pb::BookingEvent {
+                time: Some(timestamp(e.at)),
+                r#type: pb::BookingEventType::from_str_name(&format!("BOOKING_EVENT_TYPE_{}", e.kind))
+                    .unwrap_or(pb::BookingEventType::Unspecified) as i32,
+                version: e.version,
+                detail: Some(json_struct(e.detail)),
+            })
+            .collect();
+        Ok(Response::new(pb::GetBookingHistoryResponse { events }))
+    }
+}
+
+/// When the caller stops waiting, from its `grpc-timeout` metadata.
+fn caller_deadline(metadata: &MetadataMap) -> Option<Instant> {
+    let value = metadata.get("grpc-timeout")?.to_str().ok()?;
+    parse_grpc_timeout(value).map(|timeout| Instant::now() + timeout)
+}
+
+/// Parses a `grpc-timeout` value (at most 8 digits and a unit: H M S m u n).
+fn parse_grpc_timeout(value: &str) -> Option<Duration> {
+    if value.len() < 2 || value.len() > 9 || !value.is_ascii() {
+        return None;
+    }
+    let (digits, unit) = value.split_at(value.len() - 1);
+    let n: u64 = digits.parse().ok()?;
+    Some(match unit {
+        "H" => Duration::from_secs(n.checked_mul(3600)?),
+        "M" => Duration::from_secs(n.checked_mul(60)?),
+        "S" => Duration::from_secs(n),
+        "m" => Duration::from_millis(n),
+        "u" => Duration::from_micros(n),
+        "n" => Duration::from_nanos(n),
+        _ => return None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn grpc_timeouts_parse_in_every_unit() {
+        assert_eq!(parse_grpc_timeout("800m"), Some(Duration::from_millis(800)));
+        assert_eq!(parse_grpc_timeout("5S"), Some(Duration::from_secs(5)));
+        assert_eq!(parse_grpc_timeout("2M"), Some(Duration::from_secs(120)));
+        assert_eq!(parse_grpc_timeout("1H"), Some(Duration::from_secs(3600)));
+        assert_eq!(parse_grpc_timeout("250000u"), Some(Duration::from_millis(250)));
+        assert_eq!(parse_grpc_timeout("99999999n"), Some(Duration::from_nanos(99_999_999)));
+        for bad in ["", "m", "5", "5x", "123456789S", "-5S", "5.0S"] {
+            assert_eq!(parse_grpc_timeout(bad), None, "{bad}");
+        }
+    }
+}

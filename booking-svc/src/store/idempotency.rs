@@ -1,0 +1,76 @@
+//! The idempotency table: which request each key stood for and the answer it got.
+
+use super::{Result, secs};
+use crate::error::Error;
+use deadpool_postgres::GenericClient;
+use platform::{db::Prepared, params};
+use serde_json::Value;
+use std::time::Duration;
+use uuid::Uuid;
+
+/// What an idempotency key already stands for.
+pub struct KeyUse {
+    pub fingerprint: String,
+    pub booking_id: Uuid,
+    /// The booking as first answered; `None` while the first request is in flight (or
+    /// was cut short by a crash).
+    pub response: Option<Value>,
+}
+
+/// Takes `key` for this request, or returns what it was used for before. Blocks while a
+/// concurrent transaction holds the same key, so two concurrent first uses cannot both win.
+pub async fn claim(
+    db: &impl GenericClient,
+    rpc: &str,
+    key: &str,
+    fingerprint: &str,
+    booking_id: Uuid,
+) -> Result<Option<KeyUse>> {
+    let insert = db
+        .prepare_cached(
+            "INSERT INTO booking.idempotency (rpc, key, fingerprint, booking_id) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (rpc, key) DO NOTHING",
+        )
+        .await?;
+    if db.execute(&insert, &[&rpc, &key, &fingerprint, &booking_id]).await? == 1 {
+        return Ok(None);
+    }
+    match find(db, rpc, key).await? {
+        Some(used) => Ok(Some(used)),
+        None => Err(Error::corrupt(format!("idempotency key {rpc}/{key} neither claimed nor found"))),
+    }
+}
+
+/// What `key` was used for, if it was (reads only).
+pub async fn find(db: &impl GenericClient, rpc: &str, key: &str) -> Result<Option<KeyUse>> {
+    let select = db
+        .prepare_cached("SELECT fingerprint, booking_id, response FROM booking.idempotency WHERE rpc = $1 AND key = $2")
+        .await?;
+    let Some(row) = db.query_opt(&select, &[&rpc, &key]).await? else { return Ok(None) };
+    Ok(Some(KeyUse { fingerprint: row.try_get(0)?, booking_id: row.try_get(1)?, response: row.try_get(2)? }))
+}
+
+/// Deletes up to `limit` idempotency keys older than `retention`, oldest first; returns how
+/// many.
+pub async fn purge(db: &impl GenericClient, retention: Duration, limit: i64) -> Result<u64> {
+    let stmt = db
+        .prepare_cached(
+            "DELETE FROM booking.idempotency WHERE (rpc, key) IN ( \
+               SELECT rpc, key FROM booking.idempotency \
+               WHERE created_at < now() - $1::float8 * interval '1 second' ORDER BY created_at LIMIT $2)",
+        )
+        .await?;
+    Ok(db.execute(&stmt, &[&secs(retention), &limit]).await?)
+}
+
+/// Stores the answer given for a key.
+pub async fn save_response(db: &impl GenericClient, rpc: &str, key: &str, response: &Value) -> Result<()> {
+    response_statement(db, rpc, key, response).await?.query(db).await?;
+    Ok(())
+}
+
+/// The statement storing the answer given for a key.
+pub async fn response_statement(db: &impl GenericClient, rpc: &str, key: &str, response: &Value) -> Result<Prepared> {
+    let stmt = db.prepare_cached("UPDATE booking.idempotency SET response = $3 WHERE rpc = $1 AND key = $2").await?;
+    Ok(Prepared::new(stmt, params![rpc.to_string(), key.to_string(), response.clone()]))
+}

@@ -254,7 +254,8 @@ async fn an_assign_with_a_200ms_deadline_behind_a_held_lock_times_out_and_reserv
     println!("DEADLINE_EXCEEDED answered after {elapsed:?} for a 200 ms deadline");
 
     lock.commit().await.expect("release the lock");
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Whatever the cut-off Assign left waiting behind the lock has run its course.
+    db.wait_until_quiet().await;
     assert!(reservations(&db, "bistro").await.is_empty(), "nothing reserved after the lock is gone");
 
     // The service is healthy afterwards and the booking can still be seated.
@@ -284,7 +285,7 @@ async fn an_assign_stuck_in_the_database_holds_up_its_own_day_of_the_restaurant_
         call.set_timeout(Duration::from_secs(20));
         tokio::spawn(async move { client.assign(call).await.map(|r| r.into_inner()) })
     };
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    db.wait_for_lock_waiters(1).await;
     assert!(!waiting.is_finished(), "the stuck Assign waits for the row");
 
     // Another day of the same restaurant is seated meanwhile.
@@ -304,7 +305,7 @@ async fn an_assign_stuck_in_the_database_holds_up_its_own_day_of_the_restaurant_
         call.set_timeout(Duration::from_secs(20));
         tokio::spawn(async move { client.assign(call).await.map(|r| r.into_inner()) })
     };
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    db.wait_for_lock_waiters(2).await;
     assert!(!same_day.is_finished(), "an Assign for the same day waits for the one under way");
 
     hold.commit().await.expect("release the row");
@@ -344,7 +345,7 @@ async fn an_assign_svc_frozen_inside_its_transaction_holds_the_day_no_longer_tha
         call.set_timeout(Duration::from_millis(1500));
         tokio::spawn(async move { client.assign(call).await.map(|r| r.into_inner()) })
     };
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    db.wait_for_lock_waiters(1).await;
     frozen.freeze();
     hold.commit().await.expect("let the row go");
 
@@ -772,11 +773,25 @@ async fn two_streams_both_hear_about_a_booking_both_submitted() {
     one.submit(request(cancelled, 1, "bistro", 2, start, 90)).await;
     one.wait_for(cancelled, pb::ReassignState::Retrying, Duration::from_secs(5)).await;
     one.cancel(cancelled).await;
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    let ledger = db.client().await;
+    eventually(Duration::from_secs(5), "the job to be cancelled", || async {
+        let state: String =
+            ledger.query_one("SELECT state FROM assign.jobs WHERE booking_id = $1", &[&cancelled]).await.ok()?.get(0);
+        (state == "cancelled").then_some(())
+    })
+    .await;
+    // A probe job for the same table, submitted after the cancel: the release wakes it, and
+    // once it is seated the wake-up has run past the cancelled job.
+    let probe = Uuid::new_v4();
+    two.submit(request(probe, 1, "bistro", 2, start, 90)).await;
+    two.wait_for(probe, pb::ReassignState::Retrying, Duration::from_secs(5)).await;
     client.release(pb::ReleaseRequest { booking_id: booking.to_string() }).await.expect("released");
-    three.assert_silent(Duration::from_millis(500)).await;
-    one.assert_silent(Duration::from_millis(100)).await;
-    assert!(reservations(&db, "bistro").await.is_empty(), "the cancelled job took nothing");
+    let seated = two.wait_for(probe, pb::ReassignState::Assigned, Duration::from_secs(5)).await;
+    assert_eq!(seated.assignment.map(|a| a.table_ids), Some(vec!["t1".to_string()]));
+    three.assert_silent(Duration::ZERO).await;
+    one.assert_silent(Duration::ZERO).await;
+    let held: Vec<Uuid> = reservations(&db, "bistro").await.into_iter().map(|r| r.booking_id).collect();
+    assert_eq!(held, [probe], "the cancelled job took nothing");
 }
 
 #[tokio::test]
@@ -1071,4 +1086,46 @@ fn random_plans_and_concurrent_requests_never_double_book_a_table() {
         let _ = service.stop().await;
         drop(db);
     });
+}
+
+#[tokio::test]
+async fn the_exclusion_constraint_itself_refuses_overlapping_reservations_of_one_table() {
+    // Two writers that bypass assign-svc's per-day lock and fit: the database alone must
+    // refuse the second overlapping reservation of a table, even while the first is not
+    // yet committed.
+    let db = TestDb::new().await;
+    let _service = services::assign(&db.url).await;
+    let (first, second) = (Uuid::new_v4(), Uuid::new_v4());
+    let start = day_after_tomorrow_at(19);
+    let setup = db.client().await;
+    for booking in [first, second] {
+        setup
+            .execute("INSERT INTO assign.bookings (booking_id, newest_version) VALUES ($1, 1)", &[&booking])
+            .await
+            .expect("booking");
+    }
+    const INSERT: &str = "INSERT INTO assign.reservations (restaurant_id, table_id, booking_id, version, during) \
+                          VALUES ('bistro', $1, $2, 1, tstzrange($3, $4))";
+    let hours = move |h: u64| start + Duration::from_secs(h * 1800);
+
+    let mut writer = db.client().await;
+    let tx = writer.transaction().await.expect("begin");
+    tx.execute(INSERT, &[&"t1", &first, &hours(0), &hours(3)]).await.expect("the first reservation");
+    let url = db.url.clone();
+    let contender = tokio::spawn(async move {
+        let other = support::db::connect(&url).await;
+        other.execute(INSERT, &[&"t1", &second, &hours(2), &hours(5)]).await
+    });
+    // The second writer waits on the first's uncommitted row, as PostgreSQL reports.
+    db.wait_for_lock_waiters(1).await;
+    tx.commit().await.expect("commit the first");
+    let refused = contender.await.expect("task").expect_err("an overlapping reservation of t1");
+    assert_eq!(refused.code(), Some(&tokio_postgres::error::SqlState::EXCLUSION_VIOLATION), "{refused:?}");
+
+    // Touching ends and other tables are no conflict.
+    setup.execute(INSERT, &[&"t1", &second, &hours(3), &hours(5)]).await.expect("t1 right after the first");
+    setup.execute(INSERT, &[&"t2", &second, &hours(2), &hours(5)]).await.expect("t2 at the same time");
+    let held: Vec<(String, Uuid)> =
+        reservations(&db, "bistro").await.into_iter().map(|r| (r.table_id, r.booking_id)).collect();
+    assert_eq!(held, [("t1".to_string(), first), ("t1".to_string(), second), ("t2".to_string(), second)]);
 }

@@ -14,6 +14,7 @@ use platform::{
 };
 use std::{
     collections::BTreeMap,
+    sync::{Arc, Mutex},
     time::{Duration, Instant},
 };
 use support::{
@@ -42,8 +43,16 @@ async fn wait_status(client: &mut Client, id: &str, status: pb::BookingStatus, v
 
 fn inline_result(answer_inline: &Option<pb::InlineAttempt>) -> pb::InlineResult {
     let attempt = answer_inline.as_ref().expect("inline attempt");
-    assert!(!attempt.email_sent, "the inline path never sends email");
     pb::InlineResult::try_from(attempt.result).expect("inline result")
+}
+
+/// The history's INLINE_ATTEMPT event of `version` records that it sent no email.
+fn assert_inline_attempt_sent_no_mail(events: &[pb::BookingEvent], version: i64) {
+    let attempt = events
+        .iter()
+        .find(|e| e.r#type == pb::BookingEventType::InlineAttempt as i32 && e.version == version)
+        .unwrap_or_else(|| panic!("an INLINE_ATTEMPT event for version {version} in {:?}", event_names(events)));
+    assert_eq!(stack::detail_bool(attempt, "email_sent"), Some(false), "{attempt:?}");
 }
 
 async fn create_confirmed(client: &mut Client, start: std::time::SystemTime, party: i32) -> pb::Booking {
@@ -83,13 +92,65 @@ async fn create_and_edit_confirm_inline_and_mail_each_confirmation_once() {
     stack.settle(&[&id]).await;
     assert_eq!(stack.mails_for(&id), vec!["BOOKING_CONFIRMED:1", "MODIFICATION_CONFIRMED:2"]);
 
-    let names = event_names(&history(&mut client, &id).await);
+    let events = history(&mut client, &id).await;
+    assert_inline_attempt_sent_no_mail(&events, 1);
+    assert_inline_attempt_sent_no_mail(&events, 2);
+    let names = event_names(&events);
     for expected in ["CREATED:1", "INLINE_ATTEMPT:1", "CONFIRMED:1", "EDITED:2", "INLINE_ATTEMPT:2", "CONFIRMED:2"] {
         assert!(names.contains(&expected.to_string()), "{expected} missing from {names:?}");
     }
     assert_eq!(names.iter().filter(|n| n.starts_with("EMAIL_QUEUED")).count(), 2, "{names:?}");
     assert_eq!(names.iter().filter(|n| n.starts_with("EMAIL_DISPATCHED")).count(), 2, "{names:?}");
     assert!(!names.iter().any(|n| n.starts_with("REASSIGN_UPDATE")), "no background work was needed: {names:?}");
+}
+
+#[tokio::test]
+async fn the_inline_path_mails_nothing_itself_only_the_outbox_does() {
+    // notify-svc (the only way to the SMTP server) is frozen while a booking is created,
+    // then again while it is edited: both confirm inline and answer at once, and no mail
+    // reaches the SMTP server until the outbox gets through to notify-svc after the thaw.
+    let mut stack =
+        Stack::start(Options { tables: vec![("t1", 4), ("t2", 6)], notify_process: true, ..Default::default() }).await;
+    let mut client = stack.booking();
+
+    stack.notify.process().freeze();
+    let created = client.create_booking(create_request(slot(1, 19), 4)).await.expect("create").into_inner();
+    assert_eq!(created.outcome, pb::Outcome::Confirmed as i32);
+    let id = created.booking.expect("booking").id;
+    outbox_tried_and_nothing_mailed(&stack, &id, 1).await;
+    stack.notify.process().thaw();
+    stack.settle(&[&id]).await;
+    assert_eq!(stack.mails_for(&id), vec!["BOOKING_CONFIRMED:1"]);
+
+    stack.notify.process().freeze();
+    let mut edit = edit_request(&id);
+    edit.party_size = Some(5);
+    let edited = client.edit_booking(edit).await.expect("edit").into_inner();
+    assert_eq!(edited.outcome, pb::Outcome::Confirmed as i32);
+    outbox_tried_and_nothing_mailed(&stack, &id, 2).await;
+    stack.notify.process().thaw();
+    stack.settle(&[&id]).await;
+    assert_eq!(stack.mails_for(&id), vec!["BOOKING_CONFIRMED:1", "MODIFICATION_CONFIRMED:2"]);
+
+    let events = history(&mut client, &id).await;
+    assert_inline_attempt_sent_no_mail(&events, 1);
+    assert_inline_attempt_sent_no_mail(&events, 2);
+}
+
+/// Waits until the outbox has tried to send `version`'s email of `booking` and failed (its
+/// row's last error), then checks that no mail for that version reached the SMTP server.
+async fn outbox_tried_and_nothing_mailed(stack: &Stack, booking: &str, version: i64) {
+    eventually(Duration::from_secs(15), "the outbox to have tried the email", || async {
+        let sql = format!(
+            "SELECT count(*) FROM booking.outbox WHERE booking_id = '{booking}' AND version = {version} \
+             AND attempts >= 1 AND last_error IS NOT NULL"
+        );
+        (stack.count(&sql).await == 1).then_some(())
+    })
+    .await;
+    let mailed: Vec<String> =
+        stack.mails_for(booking).into_iter().filter(|m| m.ends_with(&format!(":{version}"))).collect();
+    assert_eq!(mailed, Vec::<String>::new(), "no mail may reach the SMTP server but through the outbox");
 }
 
 #[tokio::test]
@@ -108,11 +169,13 @@ async fn edit_while_assign_is_frozen_answers_pending_within_the_deadline_then_co
     let took = started.elapsed();
     assert_eq!(answer.outcome, pb::Outcome::Pending as i32);
     assert_eq!(inline_result(&answer.inline_attempt), pb::InlineResult::Timeout);
-    // The wait for the frozen assign-svc ended at the inline timeout (as booking-svc reports
-    // it), and the answer came right after: the two short transactions around that wait are
-    // all that is added (their time depends on the machine's load, so the whole call is only
-    // held to a bound far below a wait for the thaw; a caller's own deadline is held exactly
-    // in the test below).
+    // The contract, on the caller's own clock: the answer comes within the inline timeout
+    // plus the deadline margin, plus an allowance of 250 ms for the two short transactions
+    // around the wait (apply and record) on a loaded 2-core machine.
+    let bound = Duration::from_millis(300 + 100 + 250);
+    assert!(took < bound, "answered after {took:?}; the contract allows {bound:?} (inline timeout 300 ms)");
+    // And booking-svc's own account agrees: its wait for the frozen Assign ended at the
+    // inline timeout.
     let waited =
         answer.inline_attempt.as_ref().and_then(|a| a.elapsed.as_ref()).and_then(platform::proto::std_duration);
     let waited = waited.expect("the inline attempt's duration");
@@ -120,7 +183,6 @@ async fn edit_while_assign_is_frozen_answers_pending_within_the_deadline_then_co
         (Duration::from_millis(300)..Duration::from_millis(300 + 100)).contains(&waited),
         "waited {waited:?} for the frozen Assign (inline timeout 300 ms)"
     );
-    assert!(took < Duration::from_secs(1), "answered after {took:?}");
     let pending = answer.booking.expect("booking");
     assert_eq!((pending.version, pending.status), (2, pb::BookingStatus::Pending as i32));
     assert!(pending.table_ids.is_empty());
@@ -457,7 +519,7 @@ async fn a_replica_frozen_inside_a_transaction_holds_its_booking_for_seconds_not
         call.set_timeout(Duration::from_secs(2));
         tokio::spawn(async move { client.cancel_booking(call).await })
     };
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    stack.db.wait_for_lock_waiters(1).await;
     frozen.freeze();
     hold.commit().await.expect("let the row go");
 
@@ -506,6 +568,8 @@ async fn two_quick_edits_never_confirm_the_superseded_version() {
     to_full.start_time = Some(timestamp(slot(1, 19)));
     let v2 = client.edit_booking(to_full).await.expect("edit v2").into_inner();
     assert_eq!((v2.outcome, v2.booking.as_ref().map(|b| b.version)), (pb::Outcome::Pending as i32, Some(2)));
+    // The guest reads that version 2 is requested, then moves the booking again.
+    stack.wait_for_mail(&id, "MODIFICATION_REQUESTED", 2).await;
 
     let mut to_free = edit_request(&id);
     to_free.start_time = Some(timestamp(slot(1, 22)));
@@ -522,14 +586,31 @@ async fn two_quick_edits_never_confirm_the_superseded_version() {
         (stack.count("SELECT count(*) FROM booking.release_tasks WHERE state = 'DONE'").await == 1).then_some(())
     })
     .await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // The positive marker that assign-svc is done with version 2: its job ended SUPERSEDED,
+    // as the booking's history reports it.
+    eventually(Duration::from_secs(10), "version 2's background job to end superseded", || {
+        let mut client = client.clone();
+        let id = id.clone();
+        async move {
+            let events = history(&mut client, &id).await;
+            events
+                .iter()
+                .any(|e| {
+                    e.r#type == pb::BookingEventType::ReassignUpdate as i32
+                        && e.version == 2
+                        && stack::detail_str(e, "state").as_deref() == Some("SUPERSEDED")
+                })
+                .then_some(())
+        }
+    })
+    .await;
 
     let now = get(&mut client, &id).await;
     assert_eq!((now.version, now.status), (3, pb::BookingStatus::Confirmed as i32));
     assert_eq!(now.start_time, Some(timestamp(slot(1, 22))));
     assert_eq!(stack.smtp.count_key(&id, "MODIFICATION_CONFIRMED", 2), 0, "no confirmation for v2");
     assert_eq!(stack.smtp.count_key(&id, "MODIFICATION_CONFIRMED", 3), 1);
-    assert!(stack.smtp.count_key(&id, "MODIFICATION_REQUESTED", 2) <= 1);
+    assert_eq!(stack.smtp.count_key(&id, "MODIFICATION_REQUESTED", 2), 1);
     let names = event_names(&history(&mut client, &id).await);
     assert!(!names.contains(&"CONFIRMED:2".to_string()), "{names:?}");
 }
@@ -1088,6 +1169,9 @@ async fn booking_killed_after_release_answered_does_not_lose_the_release() {
 async fn booking_killed_at_random_moments_under_load_loses_no_edit_and_mails_nothing_twice() {
     const BOOKINGS: u64 = 4;
     const EDITS: i32 = 5;
+    let seed = std::env::var("KILL_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or_else(|| fastrand::u64(..));
+    println!("random-kill seed {seed} (KILL_SEED=<seed> replays the same kill moments and pauses)");
+    let mut rng = fastrand::Rng::with_seed(seed);
     let stack = Stack::start(Options {
         booking_in_process: false,
         tables: vec![("t1", 4), ("t2", 4), ("t3", 4), ("t4", 4)],
@@ -1096,24 +1180,34 @@ async fn booking_killed_at_random_moments_under_load_loses_no_edit_and_mails_not
     .await;
     let mut process = stack.booking_process(&[]).await;
     let url = process.url.clone();
+    // When booking-svc was down: from the kill until it served again (open while down).
+    let outages: Arc<Mutex<Vec<(Instant, Option<Instant>)>>> = Arc::default();
 
-    /// Sends `call` until it is answered, through kills and restarts.
-    async fn until_answered<T, F, Fut>(url: &str, mut call: F) -> T
+    /// Sends `call` until it is answered, through kills and restarts. A refused connection,
+    /// a cut stream or no answer is retried; INTERNAL or UNKNOWN only when booking-svc was
+    /// being killed during the call: otherwise they are failures.
+    async fn until_answered<T, F, Fut>(url: &str, outages: &Mutex<Vec<(Instant, Option<Instant>)>>, mut call: F) -> T
     where
         F: FnMut(Client) -> Fut,
         Fut: std::future::Future<Output = Result<tonic::Response<T>, tonic::Status>>,
     {
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
+            let started = Instant::now();
             let attempt =
                 tokio::time::timeout(Duration::from_secs(5), call(support::services::booking_client(url))).await;
+            let ended = Instant::now();
             match attempt {
                 Ok(Ok(answer)) => return answer.into_inner(),
-                Ok(Err(status))
-                    if matches!(
-                        status.code(),
-                        Code::Unavailable | Code::Unknown | Code::Cancelled | Code::Internal
-                    ) => {}
+                Ok(Err(status)) if matches!(status.code(), Code::Unavailable | Code::Cancelled) => {}
+                Ok(Err(status)) if matches!(status.code(), Code::Unknown | Code::Internal) => {
+                    let killed_meanwhile = outages
+                        .lock()
+                        .expect("outages")
+                        .iter()
+                        .any(|(down, up)| *down <= ended && up.is_none_or(|up| up >= started));
+                    assert!(killed_meanwhile, "{status:?} while booking-svc was not being killed");
+                }
                 Ok(Err(status)) => panic!("refused: {status:?}"),
                 Err(_) => {}
             }
@@ -1125,10 +1219,12 @@ async fn booking_killed_at_random_moments_under_load_loses_no_edit_and_mails_not
     let mut workers = Vec::new();
     for b in 0..BOOKINGS {
         let url = url.clone();
+        let outages = outages.clone();
+        let pauses: Vec<u64> = (0..EDITS).map(|_| rng.u64(50..200)).collect();
         workers.push(tokio::spawn(async move {
             let mut create = create_request(slot(1, 8 + 3 * b), 2);
             create.idempotency_key = format!("create-{b}");
-            let created = until_answered(&url, |mut c| {
+            let created = until_answered(&url, &outages, |mut c| {
                 let r = create.clone();
                 async move { c.create_booking(r).await }
             })
@@ -1139,19 +1235,23 @@ async fn booking_killed_at_random_moments_under_load_loses_no_edit_and_mails_not
                 edit.notes = Some(format!("edit {e}"));
                 edit.party_size = Some(1 + e % 4);
                 edit.idempotency_key = format!("edit-{b}-{e}");
-                until_answered(&url, |mut c| {
+                until_answered(&url, &outages, |mut c| {
                     let r = edit.clone();
                     async move { c.edit_booking(r).await }
                 })
                 .await;
-                tokio::time::sleep(Duration::from_millis(50 + fastrand_ms(150))).await;
+                tokio::time::sleep(Duration::from_millis(pauses[(e - 1) as usize])).await;
             }
             id
         }));
     }
     for _ in 0..3 {
-        tokio::time::sleep(Duration::from_millis(300 + fastrand_ms(600))).await;
+        tokio::time::sleep(Duration::from_millis(rng.u64(300..900))).await;
+        outages.lock().expect("outages").push((Instant::now(), None));
         process.restart().await;
+        if let Some(last) = outages.lock().expect("outages").last_mut() {
+            last.1 = Some(Instant::now());
+        }
     }
     let mut ids = Vec::new();
     for worker in workers {
@@ -1179,11 +1279,6 @@ async fn booking_killed_at_random_moments_under_load_loses_no_edit_and_mails_not
             }
         }
     }
-}
-
-fn fastrand_ms(max: u64) -> u64 {
-    (std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos() as u64).unwrap_or(0))
-        % max.max(1)
 }
 
 // ------------------------------------------------------------------ traces

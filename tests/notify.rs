@@ -110,6 +110,46 @@ fn key(booking_id: Uuid, kind: &str, version: i64) -> String {
     format!("{booking_id}:{kind}:{version}")
 }
 
+/// The positive marker that the delivery worker is done with everything before it: a
+/// control email refused for a while (so it goes through the worker's retries, not the
+/// call that recorded it), retried at least three times (longer than the 400 ms retry cap
+/// of these tests: any earlier email still due would have been tried meanwhile), then
+/// accepted and seen at the SMTP server. Leaves the server accepting. Returns the control's
+/// booking id, to leave it out of the counts.
+async fn drained(client: &Client, smtp: &SmtpSink) -> Uuid {
+    let control = Uuid::new_v4();
+    smtp.set_mode(Mode::TempFail);
+    let queued = send(&mut client.clone(), confirmed(control)).await.delivery.expect("delivery");
+    assert_eq!(state(&queued), pb::DeliveryState::Queued, "the control email waits for the worker");
+    eventually(Duration::from_secs(15), "the worker to retry the control email", || {
+        let mut client = client.clone();
+        async move {
+            (get(&mut client, control, pb::NotificationKind::BookingConfirmed, 1).await.attempts >= 4).then_some(())
+        }
+    })
+    .await;
+    smtp.set_mode(Mode::Accept);
+    wait_state(
+        client,
+        control,
+        pb::NotificationKind::BookingConfirmed,
+        1,
+        pb::DeliveryState::Sent,
+        Duration::from_secs(10),
+    )
+    .await;
+    eventually(Duration::from_secs(10), "the control email at the SMTP server", || async {
+        (smtp.count_key(&control.to_string(), "BOOKING_CONFIRMED", 1) == 1).then_some(())
+    })
+    .await;
+    control
+}
+
+/// The mails at the SMTP server other than the control email of [`drained`].
+fn mails_but(smtp: &SmtpSink, control: Uuid) -> Vec<support::smtp::Mail> {
+    smtp.mails().into_iter().filter(|m| m.booking_id() != control.to_string()).collect()
+}
+
 #[tokio::test]
 async fn fifty_concurrent_calls_for_one_key_send_exactly_one_email() {
     let db = TestDb::new().await;
@@ -143,8 +183,8 @@ async fn fifty_concurrent_calls_for_one_key_send_exactly_one_email() {
     assert_eq!(message_ids.len(), 1, "every answer names the same delivery");
 
     smtp.wait_for(1, Duration::from_secs(10)).await;
-    tokio::time::sleep(Duration::from_millis(1500)).await;
-    let mails = smtp.mails();
+    let control = drained(&client, &smtp).await;
+    let mails = mails_but(&smtp, control);
     assert_eq!(mails.len(), 1, "exactly one message reached the SMTP server");
     assert_eq!(mails[0].key(), key(booking, "BOOKING_CONFIRMED", 1));
 
@@ -200,8 +240,12 @@ async fn two_replicas_hammered_with_the_same_keys_send_one_email_per_key() {
         )
         .await;
     }
-    tokio::time::sleep(Duration::from_millis(1500)).await;
-    let counts = smtp.counts_by_key();
+    let control_a = drained(&client_a, &smtp).await;
+    let control_b = drained(&client_b, &smtp).await;
+    let mut counts = smtp.counts_by_key();
+    for control in [control_a, control_b] {
+        counts.remove(&key(control, "BOOKING_CONFIRMED", 1));
+    }
     assert_eq!(counts.len(), bookings.len(), "{counts:?}");
     for (i, booking) in bookings.iter().enumerate() {
         assert_eq!(counts.get(&key(*booking, "MODIFICATION_CONFIRMED", 2 + (i % 2) as i64)), Some(&1));
@@ -252,9 +296,9 @@ async fn smtp_down_then_up_queues_then_delivers_once() {
     assert!(sent.attempts >= 4, "attempts {}", sent.attempts);
     assert!(sent.sent_at.is_some() && sent.next_attempt_at.is_none());
     assert!(sent.last_error.is_empty(), "a delivered email has no last error");
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let control = drained(&client, &smtp).await;
     assert_eq!(smtp.count_key(&booking.to_string(), "BOOKING_CONFIRMED", 1), 1);
-    assert_eq!(smtp.mails().len(), 1);
+    assert_eq!(mails_but(&smtp, control).len(), 1);
 }
 
 #[tokio::test]
@@ -279,7 +323,7 @@ async fn a_temporary_refusal_is_retried_until_the_server_accepts() {
         Duration::from_secs(10),
     )
     .await;
-    tokio::time::sleep(Duration::from_millis(1000)).await;
+    drained(&client, &smtp).await;
     assert_eq!(smtp.count_key(&booking.to_string(), "BOOKING_CONFIRMED", 1), 1);
 }
 
@@ -297,8 +341,7 @@ async fn a_permanent_refusal_fails_with_the_reason_and_is_never_retried() {
     assert!(failed.last_error.contains("550"), "last_error: {}", failed.last_error);
     assert!(failed.last_error.contains("mailbox unavailable"), "last_error: {}", failed.last_error);
 
-    smtp.set_mode(Mode::Accept);
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let control = drained(&client, &smtp).await;
     let later = get(&mut client, booking, pb::NotificationKind::BookingConfirmed, 1).await;
     assert_eq!(state(&later), pb::DeliveryState::Failed);
     assert_eq!(later.attempts, 1, "a 5xx is final: no retry");
@@ -307,8 +350,8 @@ async fn a_permanent_refusal_fails_with_the_reason_and_is_never_retried() {
     let again = send(&mut client, confirmed(booking)).await;
     assert!(again.duplicate);
     assert_eq!(state(again.delivery.as_ref().expect("delivery")), pb::DeliveryState::Failed);
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    assert!(smtp.mails().is_empty(), "nothing was delivered");
+    drained(&client, &smtp).await;
+    assert!(mails_but(&smtp, control).iter().all(|m| m.booking_id() != booking.to_string()), "nothing was delivered");
 }
 
 #[tokio::test]
@@ -339,7 +382,7 @@ async fn a_slow_smtp_server_gets_queued_within_the_callers_deadline_and_delivere
     )
     .await;
     assert_eq!(sent.attempts, 1, "the abandoned call did not abandon the SMTP exchange");
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    drained(&client, &smtp).await;
     assert_eq!(smtp.count_key(&booking.to_string(), "BOOKING_CONFIRMED", 1), 1);
     eprintln!("slow SMTP (1.5 s): SendOnce with an 800 ms deadline answered QUEUED in {took:?}");
 }
@@ -451,8 +494,9 @@ async fn killed_with_queued_deliveries_and_restarted_delivers_each_exactly_once(
     })
     .await;
     process.kill();
+    // The server refused every recipient until the process was dead, so no exchange of it
+    // can still complete.
     smtp.set_mode(Mode::Accept);
-    tokio::time::sleep(Duration::from_millis(500)).await;
     assert!(smtp.mails().is_empty(), "nothing is sent while notify-svc is dead");
 
     let restarted = Instant::now();
@@ -471,8 +515,8 @@ async fn killed_with_queued_deliveries_and_restarted_delivers_each_exactly_once(
         .await;
     }
     let all_sent = restarted.elapsed();
-    tokio::time::sleep(Duration::from_millis(2000)).await;
-    for mail in smtp.mails() {
+    let control = drained(&client, &smtp).await;
+    for mail in mails_but(&smtp, control) {
         *counts.entry(mail.key()).or_insert(0) += 1;
     }
     assert_eq!(counts.len(), bookings.len(), "{counts:?}");
@@ -481,8 +525,10 @@ async fn killed_with_queued_deliveries_and_restarted_delivers_each_exactly_once(
         let again = send(&mut client, confirmed(*booking)).await;
         assert!(again.duplicate);
     }
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    assert_eq!(smtp.mails().len(), bookings.len(), "duplicates after the restart sent nothing");
+    let second_control = drained(&client, &smtp).await;
+    let others: Vec<_> =
+        mails_but(&smtp, control).into_iter().filter(|m| m.booking_id() != second_control.to_string()).collect();
+    assert_eq!(others.len(), bookings.len(), "duplicates after the restart sent nothing");
     eprintln!("SIGKILL with 20 queued: all delivered {all_sent:?} after the restart (incl. start-up), none twice");
 }
 
@@ -505,11 +551,9 @@ async fn a_suppressed_key_is_never_sent_even_by_a_later_unsuppressed_call() {
     assert!(later.duplicate, "the suppressed key was recorded by the first call");
     assert_eq!(state(later.delivery.as_ref().expect("delivery")), pb::DeliveryState::Suppressed);
 
-    // A control email, sent after the suppressed one: once it arrived, the other would have.
-    let control = Uuid::new_v4();
-    send(&mut client, confirmed(control)).await;
-    smtp.wait_for(1, Duration::from_secs(10)).await;
-    tokio::time::sleep(Duration::from_millis(1000)).await;
+    // A control email through the worker, after the suppressed one: once it arrived, the
+    // other would have.
+    let control = drained(&client, &smtp).await;
     let mails = smtp.mails();
     assert_eq!(mails.len(), 1);
     assert_eq!(mails[0].booking_id(), control.to_string());
@@ -547,8 +591,8 @@ async fn the_same_key_with_another_recipient_or_details_is_refused_and_sends_not
 
     let recorded = get(&mut client, booking, pb::NotificationKind::BookingConfirmed, 1).await;
     assert_eq!(recorded.recipient, first.recipient, "the ledger keeps the first request");
-    tokio::time::sleep(Duration::from_millis(1000)).await;
-    assert_eq!(smtp.mails().len(), 1);
+    let control = drained(&client, &smtp).await;
+    assert_eq!(mails_but(&smtp, control).len(), 1);
 }
 
 #[tokio::test]
@@ -733,8 +777,8 @@ async fn invalid_requests_name_each_wrong_field_and_change_nothing() {
         client.list_deliveries(pb::ListDeliveriesRequest { booking_id: String::new() }).await.expect_err("bad");
     assert_eq!(violated_fields(&status), vec!["booking_id"]);
 
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    assert!(smtp.mails().is_empty());
+    let control = drained(&client, &smtp).await;
+    assert!(mails_but(&smtp, control).is_empty());
 }
 
 #[tokio::test]

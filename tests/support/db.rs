@@ -64,6 +64,45 @@ impl TestDb {
     pub async fn client(&self) -> tokio_postgres::Client {
         connect(&self.url).await
     }
+
+    /// Waits until every other session on this database is idle (no statement running,
+    /// none waiting, no transaction open): whatever was under way, a cut-off call's
+    /// leftovers included, has finished.
+    pub async fn wait_until_quiet(&self) {
+        let client = self.client().await;
+        super::eventually(std::time::Duration::from_secs(20), "every other session to be idle", || async {
+            let busy: i64 = client
+                .query_one(
+                    "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() \
+                     AND pid <> pg_backend_pid() AND state IS DISTINCT FROM 'idle'",
+                    &[],
+                )
+                .await
+                .ok()?
+                .get(0);
+            (busy == 0).then_some(())
+        })
+        .await
+    }
+
+    /// Waits until `n` sessions on this database wait for a lock (a row, an advisory lock),
+    /// as PostgreSQL itself reports them, so a test acts once a contender is really queued
+    /// rather than after a sleep that hopes so.
+    pub async fn wait_for_lock_waiters(&self, n: i64) {
+        let client = self.client().await;
+        super::eventually(std::time::Duration::from_secs(20), &format!("{n} sessions waiting for a lock"), || async {
+            let waiting: i64 = client
+                .query_one(
+                    "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'",
+                    &[],
+                )
+                .await
+                .ok()?
+                .get(0);
+            (waiting >= n).then_some(())
+        })
+        .await
+    }
 }
 
 impl Drop for TestDb {

@@ -50,8 +50,13 @@ impl Svc {
 pub struct Options {
     /// Tables of RESTAURANT's floor plan: (id, seats).
     pub tables: Vec<(&'static str, i32)>,
-    /// assign-svc as a real process (to freeze it).
+    /// assign-svc as a real process (to freeze, kill or restart it).
     pub assign_process: bool,
+    /// notify-svc as a real process (to freeze, kill or restart it).
+    pub notify_process: bool,
+    /// assign-svc's background retry delays (base, cap) in ms: short by default; long ones
+    /// show that only freed capacity wakes a waiting job within a test.
+    pub reassign_backoff_ms: (u64, u64),
     /// booking-svc in-process (false: the test starts booking processes itself).
     pub booking_in_process: bool,
     /// INLINE_ASSIGN.
@@ -70,6 +75,8 @@ impl Default for Options {
         Self {
             tables: vec![("t1", 4)],
             assign_process: false,
+            notify_process: false,
+            reassign_backoff_ms: (100, 1_000),
             booking_in_process: true,
             inline_assign: true,
             inline_timeout_ms: 800,
@@ -82,7 +89,7 @@ impl Default for Options {
 /// The running stack.
 pub struct Stack {
     pub booking: Option<Svc>,
-    pub notify: Running,
+    pub notify: Svc,
     pub assign: Svc,
     pub smtp: SmtpSink,
     pub db: TestDb,
@@ -99,23 +106,34 @@ impl Stack {
         };
         let smtp = SmtpSink::start().await;
         let assign = if options.assign_process {
-            Svc::Process(ServiceProcess::start_serving("assign-svc", &assign_env(&db.url)).await)
+            let (base, cap) = (options.reassign_backoff_ms.0.to_string(), options.reassign_backoff_ms.1.to_string());
+            let mut env = assign_env(&db.url);
+            env.retain(|(k, _)| !k.starts_with("REASSIGN_BACKOFF"));
+            env.extend([("REASSIGN_BACKOFF_BASE_MS", base.as_str()), ("REASSIGN_BACKOFF_CAP_MS", cap.as_str())]);
+            Svc::Process(ServiceProcess::start_serving("assign-svc", &env).await)
         } else {
             let mut settings = assign_svc::Settings::for_database(&db.url);
-            settings.reassign_backoff_base_ms = 100;
-            settings.reassign_backoff_cap_ms = 1_000;
+            settings.reassign_backoff_base_ms = options.reassign_backoff_ms.0;
+            settings.reassign_backoff_cap_ms = options.reassign_backoff_ms.1;
             settings.reassign_lease_ms = 3_000;
             Svc::InProcess(services::assign_with(settings).await)
         };
         let mail_dir = tempfile::tempdir().expect("mail dir");
-        let mut notify_settings = notify_svc::Settings::for_database(&db.url);
-        notify_settings.smtp_url = Some(smtp.url());
-        notify_settings.mail_dir = mail_dir.path().to_path_buf();
-        notify_settings.retry_base_ms = 100;
-        notify_settings.retry_cap_ms = 1_000;
-        notify_settings.worker_poll_ms = 500;
-        notify_settings.smtp_timeout_ms = 3_000;
-        let notify = services::notify_with(notify_settings).await;
+        let notify = if options.notify_process {
+            let mail_dir = mail_dir.path().display().to_string();
+            let env = notify_env(&db.url, &smtp.url(), &mail_dir);
+            let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            Svc::Process(ServiceProcess::start_serving("notify-svc", &env).await)
+        } else {
+            let mut notify_settings = notify_svc::Settings::for_database(&db.url);
+            notify_settings.smtp_url = Some(smtp.url());
+            notify_settings.mail_dir = mail_dir.path().to_path_buf();
+            notify_settings.retry_base_ms = 100;
+            notify_settings.retry_cap_ms = 1_000;
+            notify_settings.worker_poll_ms = 500;
+            notify_settings.smtp_timeout_ms = 3_000;
+            Svc::InProcess(services::notify_with(notify_settings).await)
+        };
         let mut stack = Self { booking: None, notify, assign, smtp, db, options: options.clone(), _mail_dir: mail_dir };
         stack.put_floor_plan(RESTAURANT, &options.tables).await;
         if options.booking_in_process {
@@ -127,7 +145,7 @@ impl Stack {
 
     /// booking-svc settings for this stack: short intervals so tests stay quick.
     pub fn booking_settings(&self) -> booking_svc::Settings {
-        let mut s = booking_svc::Settings::for_database(&self.db.url, &self.assign.url(), &self.notify.url);
+        let mut s = booking_svc::Settings::for_database(&self.db.url, &self.assign.url(), &self.notify.url());
         s.inline_assign = self.options.inline_assign;
         s.inline_assign_timeout_ms = self.options.inline_timeout_ms;
         s.idempotency_retention_s = self.options.idempotency_retention_s;
@@ -181,14 +199,24 @@ impl Stack {
 
     /// A client of notify-svc.
     pub fn notify(&self) -> NotifyServiceClient<platform::grpc::Channel> {
-        services::notify_client(&self.notify.url)
+        services::notify_client(&self.notify.url())
     }
 
     /// Replaces a restaurant's floor plan.
     pub async fn put_floor_plan(&self, restaurant: &str, tables: &[(&str, i32)]) {
+        let tables: Vec<(&str, i32, &str)> = tables.iter().map(|(id, seats)| (*id, *seats, "")).collect();
+        self.put_floor_plan_with_groups(restaurant, &tables).await;
+    }
+
+    /// Replaces a restaurant's floor plan: (id, seats, combination group) per table.
+    pub async fn put_floor_plan_with_groups(&self, restaurant: &str, tables: &[(&str, i32, &str)]) {
         let tables = tables
             .iter()
-            .map(|(id, seats)| apb::Table { id: id.to_string(), seats: *seats, combine_group: String::new() })
+            .map(|(id, seats, group)| apb::Table {
+                id: id.to_string(),
+                seats: *seats,
+                combine_group: group.to_string(),
+            })
             .collect();
         self.assign()
             .put_floor_plan(apb::PutFloorPlanRequest { restaurant_id: restaurant.to_string(), tables })
@@ -273,6 +301,20 @@ pub fn assign_env(database_url: &str) -> Vec<(&str, &str)> {
     ]
 }
 
+/// Environment of a notify-svc process on `database_url` sending to `smtp_url`, with the
+/// same quick retries as the in-process one.
+pub fn notify_env(database_url: &str, smtp_url: &str, mail_dir: &str) -> Vec<(&'static str, String)> {
+    vec![
+        ("DATABASE_URL", database_url.to_string()),
+        ("SMTP_URL", smtp_url.to_string()),
+        ("MAIL_DIR", mail_dir.to_string()),
+        ("RETRY_BASE_MS", "100".to_string()),
+        ("RETRY_CAP_MS", "1000".to_string()),
+        ("WORKER_POLL_MS", "500".to_string()),
+        ("SMTP_TIMEOUT_MS", "3000".to_string()),
+    ]
+}
+
 /// A time `days` days and `hours` hours after the next midnight UTC: far enough ahead and
 /// on a whole hour, so slots are easy to reason about.
 pub fn slot(days: u64, hours: u64) -> SystemTime {
@@ -342,6 +384,15 @@ pub fn detail_str(event: &pb::BookingEvent, key: &str) -> Option<String> {
     use prost_types::value::Kind;
     match event.detail.as_ref()?.fields.get(key)?.kind.as_ref()? {
         Kind::StringValue(s) => Some(s.clone()),
+        _ => None,
+    }
+}
+
+/// The boolean field `key` of an event's detail.
+pub fn detail_bool(event: &pb::BookingEvent, key: &str) -> Option<bool> {
+    use prost_types::value::Kind;
+    match event.detail.as_ref()?.fields.get(key)?.kind.as_ref()? {
+        Kind::BoolValue(b) => Some(*b),
         _ => None,
     }
 }

@@ -15,6 +15,7 @@ use crate::{
     },
     error::Error,
     flow::{Answer, Flow},
+    metrics::Metrics,
 };
 use platform::{
     proto::{
@@ -32,11 +33,12 @@ use tonic::{Request, Response, Status, metadata::MetadataMap};
 /// The gRPC face of the service.
 pub struct Api {
     flow: Arc<Flow>,
+    metrics: Arc<Metrics>,
 }
 
 impl Api {
-    pub fn new(flow: Arc<Flow>) -> Self {
-        Self { flow }
+    pub fn new(flow: Arc<Flow>, metrics: Arc<Metrics>) -> Self {
+        Self { flow, metrics }
     }
 }
 
@@ -85,6 +87,7 @@ impl BookingService for Api {
                 if let Some(retry) = keyed.and_then(|r| parse_edit(r, SystemTime::UNIX_EPOCH).ok())
                     && let Some(answer) = self.flow.replay_edit(&retry).await?
                 {
+                    self.metrics.edit_answered(answer.outcome);
                     let (booking, outcome, inline_attempt) = encode_answer(answer);
                     return Ok(Response::new(pb::EditBookingResponse { booking, outcome, inline_attempt }));
                 }
@@ -92,6 +95,7 @@ impl BookingService for Api {
             }
         };
         let answer = self.flow.edit(parsed, deadline).await?;
+        self.metrics.edit_answered(answer.outcome);
         let (booking, outcome, inline_attempt) = encode_answer(answer);
         Ok(Response::new(pb::EditBookingResponse { booking, outcome, inline_attempt }))
     }

@@ -348,9 +348,9 @@ impl Dispatcher {
 
     async fn refresh_gauge(&self) {
         if let Ok(client) = self.db.client().await
-            && let Ok(n) = store::open_jobs(&client).await
+            && let Ok((n, oldest_age)) = store::open_jobs(&client).await
         {
-            self.metrics.set_jobs_waiting(n);
+            self.metrics.set_jobs_waiting(n, Duration::from_secs_f64(oldest_age.max(0.0)));
         }
     }
 

@@ -711,10 +711,17 @@ pub async fn next_job_due(db: &impl GenericClient, owner: Uuid) -> Result<Option
     Ok(seconds.map(|s| Duration::from_secs_f64(s.max(0.0))))
 }
 
-/// Open jobs (waiting for tables).
-pub async fn open_jobs(db: &impl GenericClient) -> Result<i64> {
-    let stmt = db.prepare_cached("SELECT count(*) FROM booking.reassign_jobs WHERE state = 'OPEN'").await?;
-    Ok(db.query_one(&stmt, &[]).await?.try_get(0)?)
+/// Open jobs (waiting for tables), and how long ago the oldest was opened in seconds (0
+/// when none is open).
+pub async fn open_jobs(db: &impl GenericClient) -> Result<(i64, f64)> {
+    let stmt = db
+        .prepare_cached(
+            "SELECT count(*), COALESCE(EXTRACT(EPOCH FROM now() - min(created_at))::float8, 0) \
+             FROM booking.reassign_jobs WHERE state = 'OPEN'",
+        )
+        .await?;
+    let row = db.query_one(&stmt, &[]).await?;
+    Ok((row.try_get(0)?, row.try_get(1)?))
 }
 
 // ---------------------------------------------------------------- outbox

@@ -16,7 +16,10 @@ use std::{
     convert::Infallible,
     future::Future,
     pin::Pin,
-    sync::OnceLock,
+    sync::{
+        Arc, OnceLock,
+        atomic::{AtomicBool, Ordering},
+    },
     task::{Context, Poll},
     time::{Duration, Instant},
 };
@@ -65,11 +68,14 @@ impl From<&CommonSettings> for ServerLimits {
 pub struct Health {
     reporter: HealthReporter,
     services: Vec<&'static str>,
+    serving: Arc<AtomicBool>,
 }
 
 impl Health {
-    /// Reports the overall server (`""`) and each service as serving or not.
+    /// Reports the overall server (`""`) and each service as serving or not, to health
+    /// checks and to the `grpc.health.serving` gauge.
     pub async fn set_serving(&self, serving: bool) {
+        self.serving.store(serving, Ordering::Relaxed);
         let status = if serving { ServingStatus::Serving } else { ServingStatus::NotServing };
         self.reporter.set_service_status("", status).await;
         for service in &self.services {
@@ -114,9 +120,12 @@ impl GrpcServer {
         self
     }
 
-    /// The health handle for this server's services; starts `NOT_SERVING`.
+    /// The health handle for this server's services; starts `NOT_SERVING`. Registers the
+    /// `grpc.health.serving` gauge that mirrors it.
     pub async fn health(&self) -> Health {
-        let health = Health { reporter: self.health.clone(), services: self.services.clone() };
+        let serving = Arc::new(AtomicBool::new(false));
+        serving_gauge(serving.clone(), self.services.clone());
+        let health = Health { reporter: self.health.clone(), services: self.services.clone(), serving };
         health.set_serving(false).await;
         health
     }
@@ -210,6 +219,23 @@ fn rpc_duration(kind: &'static str) -> &'static opentelemetry::metrics::Histogra
             .with_description("Duration of gRPC calls until the response headers")
             .build()
     })
+}
+
+/// The `grpc.health.serving` gauge: 1 while the server reports `SERVING` (its database
+/// answers and its schema is migrated), 0 while `NOT_SERVING`, one series per gRPC service
+/// (`rpc.service`). Observed on every export, so a running server always has it; the alert
+/// on a service not serving reads both its value and its absence.
+fn serving_gauge(serving: Arc<AtomicBool>, services: Vec<&'static str>) {
+    opentelemetry::global::meter("booking-platform")
+        .u64_observable_gauge("grpc.health.serving")
+        .with_description("1 while the server reports SERVING on grpc.health.v1, 0 while NOT_SERVING, per gRPC service")
+        .with_callback(move |observer| {
+            let value = u64::from(serving.load(Ordering::Relaxed));
+            for service in &services {
+                observer.observe(value, &[KeyValue::new("rpc.service", *service)]);
+            }
+        })
+        .build();
 }
 
 fn record_duration(kind: &'static str, service: &str, method: &str, code: i64, started: Instant) {

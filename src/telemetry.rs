@@ -8,7 +8,7 @@
 
 use crate::settings::{CommonSettings, LogFormat};
 use opentelemetry::{
-    KeyValue, global,
+    Key, KeyValue, global,
     propagation::TextMapPropagator,
     trace::{TraceContextExt, TracerProvider as _},
 };
@@ -76,6 +76,7 @@ pub fn init(settings: &CommonSettings, default_service_name: &str) -> anyhow::Re
             let resource = Resource::builder()
                 .with_service_name(service_name.clone())
                 .with_attribute(KeyValue::new("service.version", env!("CARGO_PKG_VERSION")))
+                .with_attribute(KeyValue::new("service.instance.id", instance_id()))
                 .build();
             let spans = opentelemetry_otlp::SpanExporter::builder()
                 .with_tonic()
@@ -105,6 +106,16 @@ pub fn init(settings: &CommonSettings, default_service_name: &str) -> anyhow::Re
     };
     tracing_subscriber::registry().with(fmt).with(otel_layer).try_init()?;
     Ok(telemetry)
+}
+
+/// `service.instance.id` of this process: the one set in `OTEL_RESOURCE_ATTRIBUTES`, else a
+/// new UUID. Replicas of a service must differ in it, or a metrics backend merges their
+/// series (the collector's Prometheus exporter makes it the `instance` label).
+fn instance_id() -> String {
+    Resource::builder()
+        .build()
+        .get(&Key::from_static_str("service.instance.id"))
+        .map_or_else(|| uuid::Uuid::new_v4().to_string(), |id| id.to_string())
 }
 
 /// The current span's W3C `traceparent` (and `tracestate`), to be stored with work that

@@ -1,21 +1,15 @@
-//! What staff and on-call engineers touch: the compose file, the one-command stack, and
-//! traces across the asynchronous hand-off.
+//! What staff and on-call engineers touch: the compose file and the telemetry pipeline it
+//! wires (collector, Jaeger, Prometheus, Grafana), the one-command stack, and traces
+//! across the asynchronous hand-off.
 
 mod support;
 
 use serde_json::Value;
 use std::process::Command;
 
-/// docker-compose.yml as JSON (parsed by PyYAML, which the machine's Python has).
+/// docker-compose.yml as JSON.
 fn compose() -> Value {
-    let path = support::workspace_root().join("docker-compose.yml");
-    let output = Command::new("python3")
-        .args(["-c", "import json, sys, yaml; print(json.dumps(yaml.safe_load(open(sys.argv[1]))))"])
-        .arg(&path)
-        .output()
-        .expect("run python3 with PyYAML");
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
-    serde_json::from_slice(&output.stdout).expect("compose file as JSON")
+    support::yaml::load("docker-compose.yml")
 }
 
 fn env_of(service: &Value) -> serde_json::Map<String, Value> {
@@ -28,7 +22,20 @@ fn compose_file_wires_every_service_by_the_contract() {
     let services = compose["services"].as_object().expect("services");
     let mut names: Vec<&str> = services.keys().map(String::as_str).collect();
     names.sort();
-    assert_eq!(names, ["assign-svc", "booking-svc", "jaeger", "mailpit", "notify-svc", "postgres"]);
+    assert_eq!(
+        names,
+        [
+            "assign-svc",
+            "booking-svc",
+            "grafana",
+            "jaeger",
+            "mailpit",
+            "notify-svc",
+            "otel-collector",
+            "postgres",
+            "prometheus"
+        ]
+    );
 
     // Ports and listen addresses from API.md.
     for (name, port) in [("booking-svc", 50051), ("assign-svc", 50052), ("notify-svc", 50053)] {
@@ -43,7 +50,10 @@ fn compose_file_wires_every_service_by_the_contract() {
             assert!(env.contains_key(common), "{name} lacks {common}");
         }
         assert!(env["DATABASE_URL"].as_str().unwrap_or("").contains("@postgres:5432/"), "{name} DATABASE_URL");
-        assert_eq!(env["OTEL_EXPORTER_OTLP_ENDPOINT"], "http://jaeger:4317");
+        assert_eq!(
+            env["OTEL_EXPORTER_OTLP_ENDPOINT"], "http://otel-collector:4317",
+            "{name} sends OTLP to the collector"
+        );
         assert!(matches!(env["LOG_FORMAT"].as_str(), Some("json" | "pretty")));
         assert_eq!(service["build"]["target"], name, "{name} builds its own Dockerfile target");
         let probe = service["healthcheck"]["test"].as_array().expect("healthcheck");
@@ -76,7 +86,8 @@ fn compose_file_wires_every_service_by_the_contract() {
     let notify = env_of(&services["notify-svc"]);
     assert_eq!(notify["SMTP_URL"], "smtp://mailpit:1025");
 
-    // Mailpit takes SMTP and shows a web UI; Jaeger takes OTLP/gRPC and shows traces.
+    // Mailpit takes SMTP and shows a web UI; the collector takes OTLP/gRPC (also from the
+    // host), Jaeger shows traces, Prometheus and Grafana their UIs.
     let ports = |name: &str| -> Vec<String> {
         services[name]["ports"]
             .as_array()
@@ -86,7 +97,10 @@ fn compose_file_wires_every_service_by_the_contract() {
             .collect()
     };
     assert!(ports("mailpit").contains(&"1025:1025".to_string()) && ports("mailpit").contains(&"8025:8025".to_string()));
-    assert!(ports("jaeger").contains(&"4317:4317".to_string()) && ports("jaeger").contains(&"16686:16686".to_string()));
+    assert!(ports("otel-collector").contains(&"4317:4317".to_string()));
+    assert_eq!(ports("jaeger"), ["16686:16686"], "Jaeger takes OTLP from the collector only");
+    assert_eq!(ports("prometheus"), ["9090:9090"]);
+    assert_eq!(ports("grafana"), ["3000:3000"]);
     assert_eq!(services["jaeger"]["environment"]["COLLECTOR_OTLP_ENABLED"], "true");
     // booking-svc starts after the services it calls are healthy.
     for dependency in ["postgres", "assign-svc", "notify-svc"] {
@@ -97,6 +111,161 @@ fn compose_file_wires_every_service_by_the_contract() {
     let dockerfile = std::fs::read_to_string(support::workspace_root().join("Dockerfile")).expect("Dockerfile");
     for name in ["booking-svc", "assign-svc", "notify-svc"] {
         assert!(dockerfile.contains(&format!("AS {name}")), "Dockerfile has no {name} target");
+    }
+}
+
+/// The `host:container` bind mounts of a compose service, host paths relative to the root.
+fn mounts(service: &Value) -> Vec<(String, String)> {
+    service["volumes"]
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or_default()
+        .iter()
+        .filter_map(Value::as_str)
+        .filter(|v| v.starts_with("./"))
+        .map(|v| {
+            let mut parts = v.split(':');
+            let host = parts.next().unwrap_or_default().trim_start_matches("./").to_string();
+            (host, parts.next().unwrap_or_default().to_string())
+        })
+        .collect()
+}
+
+/// Where compose mounts the repository's `host` file or folder in `service`.
+fn mounted_at(service: &Value, host: &str) -> String {
+    mounts(service)
+        .into_iter()
+        .find(|(h, _)| h == host)
+        .map(|(_, container)| container)
+        .unwrap_or_else(|| panic!("{host} is not mounted"))
+}
+
+/// The strings of a YAML list (empty when missing).
+fn strings(value: &Value) -> Vec<String> {
+    value.as_array().map(Vec::as_slice).unwrap_or_default().iter().filter_map(Value::as_str).map(String::from).collect()
+}
+
+/// The port of a `host:port` endpoint.
+fn port(endpoint: &str) -> &str {
+    endpoint.rsplit(':').next().unwrap_or_default()
+}
+
+#[test]
+fn compose_sends_telemetry_through_the_collector_to_jaeger_prometheus_and_grafana() {
+    let compose = compose();
+    let services = compose["services"].as_object().expect("services");
+    let root = support::workspace_root();
+
+    // Every image is pinned, and every file compose mounts from the repository exists.
+    for (name, service) in services {
+        if let Some(image) = service["image"].as_str() {
+            let tag = image.rsplit_once(':').map(|(_, tag)| tag).unwrap_or_default();
+            assert!(!tag.is_empty() && tag != "latest", "{name}'s image {image} is not pinned to a version");
+        }
+        for (host, _) in mounts(service) {
+            assert!(root.join(&host).exists(), "{name} mounts {host}, which does not exist");
+        }
+    }
+
+    // The collector runs the configuration compose mounts; its OTLP/gRPC receiver listens on
+    // the port the services send to (http://otel-collector:4317).
+    let collector = &services["otel-collector"];
+    let config_path = mounted_at(collector, "deploy/otel-collector/config.yaml");
+    assert!(strings(&collector["command"]).contains(&format!("--config={config_path}")), "collector command");
+    let config = support::yaml::load("deploy/otel-collector/config.yaml");
+    assert_eq!(config["receivers"]["otlp"]["protocols"]["grpc"]["endpoint"], "0.0.0.0:4317");
+    for name in ["booking-svc", "assign-svc", "notify-svc"] {
+        let endpoint = env_of(&services[name])["OTEL_EXPORTER_OTLP_ENDPOINT"].as_str().unwrap_or_default().to_string();
+        assert_eq!(endpoint.strip_prefix("http://otel-collector:"), Some("4317"), "{name} sends OTLP to the collector");
+    }
+
+    // Every component a pipeline names is configured, and every configured one is used.
+    let pipelines = config["service"]["pipelines"].as_object().expect("pipelines");
+    for section in ["receivers", "processors", "exporters"] {
+        let defined: Vec<&String> = config[section].as_object().expect(section).keys().collect();
+        let mut used: Vec<String> = pipelines.values().flat_map(|p| strings(&p[section])).collect();
+        for name in &used {
+            assert!(defined.contains(&name), "a pipeline uses {section} {name}, which is not configured");
+        }
+        used.sort();
+        used.dedup();
+        for name in defined {
+            assert!(used.contains(name), "{section} {name} is configured but in no pipeline");
+        }
+    }
+    for extension in strings(&config["service"]["extensions"]) {
+        assert!(config["extensions"].get(&extension).is_some(), "extension {extension} is not configured");
+    }
+
+    // Traces: from the services (OTLP) to Jaeger's OTLP/gRPC port, which Jaeger opens.
+    let traces = &pipelines["traces"];
+    assert!(strings(&traces["receivers"]).contains(&"otlp".to_string()));
+    let trace_exporters = strings(&traces["exporters"]);
+    assert_eq!(trace_exporters.len(), 1, "traces go to Jaeger only");
+    assert!(trace_exporters[0].split('/').next() == Some("otlp_grpc"), "traces are exported over OTLP/gRPC");
+    assert_eq!(config["exporters"][&trace_exporters[0]]["endpoint"], "jaeger:4317");
+    assert_eq!(services["jaeger"]["environment"]["COLLECTOR_OTLP_ENABLED"], "true");
+
+    // Metrics: from the services to the `prometheus` exporter, with the default translation
+    // that tests/observability.rs implements, on the port Prometheus scrapes.
+    let metrics = &pipelines["metrics"];
+    assert!(strings(&metrics["receivers"]).contains(&"otlp".to_string()));
+    assert_eq!(strings(&metrics["exporters"]), ["prometheus"]);
+    let exporter = &config["exporters"]["prometheus"];
+    assert_eq!(exporter["translation_strategy"], "UnderscoreEscapingWithSuffixes");
+    let metrics_port = port(exporter["endpoint"].as_str().expect("prometheus exporter endpoint"));
+
+    // Prometheus: its configuration and the alert rules are the ones mounted; it scrapes the
+    // collector's exporter and keeps each service's own job and instance labels.
+    let prometheus = &services["prometheus"];
+    let prometheus_config = mounted_at(prometheus, "deploy/prometheus/prometheus.yml");
+    assert!(strings(&prometheus["command"]).contains(&format!("--config.file={prometheus_config}")));
+    let scrape = support::yaml::load("deploy/prometheus/prometheus.yml");
+    assert_eq!(strings(&scrape["rule_files"]), [mounted_at(prometheus, "deploy/prometheus/alerts.yml")]);
+    let jobs = scrape["scrape_configs"].as_array().expect("scrape_configs");
+    let collector_target = format!("otel-collector:{metrics_port}");
+    let collector_job = jobs
+        .iter()
+        .find(|job| {
+            job["static_configs"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .any(|c| strings(&c["targets"]).contains(&collector_target))
+        })
+        .unwrap_or_else(|| panic!("Prometheus does not scrape {collector_target}"));
+    assert_eq!(collector_job["honor_labels"], true, "the services' job labels must survive the scrape");
+
+    // Grafana: Prometheus and Jaeger provisioned at their compose addresses, the dashboard
+    // folder provisioned from where compose mounts it, and every panel on a provisioned source.
+    let grafana = &services["grafana"];
+    let provisioning = mounted_at(grafana, "deploy/grafana/provisioning");
+    assert_eq!(provisioning, "/etc/grafana/provisioning");
+    let sources = support::yaml::load("deploy/grafana/provisioning/datasources/datasources.yaml");
+    let sources = sources["datasources"].as_array().expect("datasources");
+    let source = |kind: &str| {
+        sources.iter().find(|s| s["type"] == kind).unwrap_or_else(|| panic!("no {kind} data source provisioned"))
+    };
+    assert_eq!(source("prometheus")["url"], "http://prometheus:9090");
+    assert_eq!(source("jaeger")["url"], "http://jaeger:16686");
+    let providers = support::yaml::load("deploy/grafana/provisioning/dashboards/dashboards.yaml");
+    let dashboards = mounted_at(grafana, "deploy/grafana/dashboards");
+    assert!(
+        providers["providers"]
+            .as_array()
+            .expect("providers")
+            .iter()
+            .any(|p| p["options"]["path"] == dashboards.as_str()),
+        "no dashboard provider reads {dashboards}"
+    );
+    let uids: Vec<&str> = sources.iter().filter_map(|s| s["uid"].as_str()).collect();
+    let dashboard: Value = serde_json::from_str(
+        &std::fs::read_to_string(root.join("deploy/grafana/dashboards/edit-flow.json")).expect("edit-flow.json"),
+    )
+    .expect("edit-flow.json is JSON");
+    for panel in dashboard["panels"].as_array().expect("panels").iter().filter(|p| p["type"] != "row") {
+        let uid = panel["datasource"]["uid"].as_str().unwrap_or_default();
+        assert!(uids.contains(&uid), "panel {} uses data source {uid:?}, which is not provisioned", panel["title"]);
     }
 }
 

@@ -107,7 +107,7 @@ pub async fn run(settings: Settings, listener: TcpListener, shutdown: Cancellati
 
     let server = GrpcServer::new((&common).into());
     let limits = server.limits();
-    let api = api::Api::new(flow);
+    let api = api::Api::new(flow, metrics);
     let server = server.add_service(BookingServiceServer::new(api).max_decoding_message_size(limits.max_message_bytes));
     let worker_shutdown = shutdown.clone();
     let workers = async move {

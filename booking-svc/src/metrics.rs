@@ -3,7 +3,14 @@
 //! Meter `booking-svc`. Other modules report through these methods; none creates an
 //! instrument itself. The gauges read values the workers refresh (they never query on the
 //! export path).
+//!
+//! Attributes are closed sets of names (outcomes, results, kinds): never a booking id, a
+//! restaurant or anything about a guest. The deploy/ dashboard and alert rules read these
+//! names as the collector's Prometheus exporter renders them (`booking.edits` counted in
+//! `{edit}` becomes `booking_edits_total`, `booking.outbox.oldest_age` in seconds becomes
+//! `booking_outbox_oldest_age_seconds`); a test holds them together.
 
+use crate::domain::inline::Outcome;
 use opentelemetry::{
     KeyValue, global,
     metrics::{Counter, Histogram, ObservableGauge},
@@ -21,10 +28,12 @@ struct Gauges {
     outbox_depth: AtomicU64,
     outbox_oldest_age_ms: AtomicU64,
     jobs_waiting: AtomicU64,
+    pending_oldest_age_ms: AtomicU64,
 }
 
 /// The service's instruments.
 pub struct Metrics {
+    edits: Counter<u64>,
     inline_attempts: Counter<u64>,
     confirmation_latency: Histogram<f64>,
     background_confirmations: Counter<u64>,
@@ -33,6 +42,7 @@ pub struct Metrics {
     _outbox_depth: ObservableGauge<u64>,
     _outbox_age: ObservableGauge<f64>,
     _jobs_waiting: ObservableGauge<u64>,
+    _pending_age: ObservableGauge<f64>,
 }
 
 impl Metrics {
@@ -59,7 +69,25 @@ impl Metrics {
             .with_description("Open reassign jobs: booking versions waiting for tables")
             .with_callback(move |o| o.observe(g.jobs_waiting.load(Ordering::Relaxed), &[]))
             .build();
+        let g = gauges.clone();
+        let pending_age = meter
+            .f64_observable_gauge("booking.pending.oldest_age")
+            .with_unit("s")
+            .with_description(
+                "How long the longest-waiting open reassign job (a pending booking version) has waited since it was \
+                 handed to the background; 0 when none waits",
+            )
+            .with_callback(move |o| o.observe(g.pending_oldest_age_ms.load(Ordering::Relaxed) as f64 / 1000.0, &[]))
+            .build();
         Arc::new(Self {
+            edits: meter
+                .u64_counter("booking.edits")
+                .with_unit("{edit}")
+                .with_description(
+                    "EditBooking calls answered, by outcome (CONFIRMED inline, PENDING, UNCHANGED); refusals count \
+                     only in rpc.server.duration",
+                )
+                .build(),
             inline_attempts: meter
                 .u64_counter("booking.inline.attempts")
                 .with_description("Inline assignment attempts by result")
@@ -84,7 +112,18 @@ impl Metrics {
             _outbox_depth: outbox_depth,
             _outbox_age: outbox_age,
             _jobs_waiting: jobs_waiting,
+            _pending_age: pending_age,
         })
+    }
+
+    /// One EditBooking call was answered with `outcome` (idempotent replays included).
+    pub fn edit_answered(&self, outcome: Outcome) {
+        let outcome = match outcome {
+            Outcome::Confirmed => "CONFIRMED",
+            Outcome::Pending => "PENDING",
+            Outcome::Unchanged => "UNCHANGED",
+        };
+        self.edits.add(1, &[KeyValue::new("outcome", outcome)]);
     }
 
     /// One inline attempt finished with `result`.
@@ -111,8 +150,9 @@ impl Metrics {
         self.gauges.outbox_oldest_age_ms.store(oldest_age.as_millis() as u64, Ordering::Relaxed);
     }
 
-    /// `n` reassign jobs are open.
-    pub fn set_jobs_waiting(&self, n: i64) {
+    /// `n` reassign jobs are open, the oldest handed over `oldest_age` ago.
+    pub fn set_jobs_waiting(&self, n: i64, oldest_age: Duration) {
         self.gauges.jobs_waiting.store(n.max(0) as u64, Ordering::Relaxed);
+        self.gauges.pending_oldest_age_ms.store(oldest_age.as_millis() as u64, Ordering::Relaxed);
     }
 }

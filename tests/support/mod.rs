@@ -1,6 +1,6 @@
 //! The one test harness: a fresh PostgreSQL database per test, the three services
 //! in-process on random loopback ports or as real processes, typed clients, a real SMTP
-//! server, and the real grpcurl.
+//! server, an OTLP receiver, the real grpcurl, and the repository's YAML files as JSON.
 
 #![allow(dead_code)]
 
@@ -11,6 +11,7 @@ pub mod process;
 pub mod services;
 pub mod smtp;
 pub mod stack;
+pub mod yaml;
 
 use std::{future::Future, time::Duration};
 

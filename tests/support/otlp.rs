@@ -1,5 +1,6 @@
 //! A real OTLP/gRPC receiver (the opentelemetry-proto collector services served by
-//! tonic) that records every span and metric name the services export.
+//! tonic) that records every span and every metric the services export (name, unit, kind
+//! and attribute keys: what a Prometheus exporter names its series by).
 
 use opentelemetry_proto::tonic::{
     collector::{
@@ -13,9 +14,10 @@ use opentelemetry_proto::tonic::{
         },
     },
     common::v1::{AnyValue, KeyValue, any_value::Value},
+    metrics::v1::metric::Data,
 };
 use std::{
-    collections::{BTreeSet, HashMap},
+    collections::{BTreeMap, BTreeSet, HashMap},
     sync::{Arc, Mutex},
 };
 use tokio_util::sync::CancellationToken;
@@ -42,10 +44,34 @@ impl Span {
     }
 }
 
+/// The OTLP data kinds a metric can have.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum MetricKind {
+    Gauge,
+    /// A monotonic sum (an OpenTelemetry counter).
+    Counter,
+    /// A non-monotonic sum (an up-down counter).
+    UpDownCounter,
+    Histogram,
+    ExponentialHistogram,
+    Summary,
+}
+
+/// One exported metric as a Prometheus exporter sees it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ExportedMetric {
+    pub service: String,
+    pub name: String,
+    pub unit: String,
+    pub kind: MetricKind,
+    /// Keys of the data points' attributes, over every export.
+    pub attributes: BTreeSet<String>,
+}
+
 #[derive(Default)]
 struct Store {
     spans: Mutex<Vec<Span>>,
-    metrics: Mutex<BTreeSet<(String, String)>>,
+    metrics: Mutex<BTreeMap<(String, String), ExportedMetric>>,
 }
 
 /// A running receiver.
@@ -80,7 +106,12 @@ impl Collector {
 
     /// (service name, metric name) of every metric received so far.
     pub fn metrics(&self) -> BTreeSet<(String, String)> {
-        self.store.metrics.lock().expect("metrics").clone()
+        self.store.metrics.lock().expect("metrics").keys().cloned().collect()
+    }
+
+    /// Every metric received so far, with its unit, kind and attribute keys.
+    pub fn exported_metrics(&self) -> Vec<ExportedMetric> {
+        self.store.metrics.lock().expect("metrics").values().cloned().collect()
     }
 }
 
@@ -152,10 +183,42 @@ impl MetricsService for Receiver {
             let service = resource_attributes.get("service.name").cloned().unwrap_or_default();
             for scope in resource.scope_metrics {
                 for metric in scope.metrics {
-                    metrics.insert((service.clone(), metric.name));
+                    let Some((kind, attributes)) = metric.data.as_ref().map(kind_and_attribute_keys) else {
+                        continue;
+                    };
+                    metrics
+                        .entry((service.clone(), metric.name.clone()))
+                        .or_insert_with(|| ExportedMetric {
+                            service: service.clone(),
+                            name: metric.name.clone(),
+                            unit: metric.unit.clone(),
+                            kind,
+                            attributes: BTreeSet::new(),
+                        })
+                        .attributes
+                        .extend(attributes);
                 }
             }
         }
         Ok(Response::new(ExportMetricsServiceResponse::default()))
+    }
+}
+
+/// A metric's kind and the attribute keys of its data points.
+fn kind_and_attribute_keys(data: &Data) -> (MetricKind, BTreeSet<String>) {
+    fn keys<'a>(points: impl Iterator<Item = &'a [KeyValue]>) -> BTreeSet<String> {
+        points.flat_map(|attributes| attributes.iter().map(|kv| kv.key.clone())).collect()
+    }
+    match data {
+        Data::Gauge(g) => (MetricKind::Gauge, keys(g.data_points.iter().map(|p| p.attributes.as_slice()))),
+        Data::Sum(s) => (
+            if s.is_monotonic { MetricKind::Counter } else { MetricKind::UpDownCounter },
+            keys(s.data_points.iter().map(|p| p.attributes.as_slice())),
+        ),
+        Data::Histogram(h) => (MetricKind::Histogram, keys(h.data_points.iter().map(|p| p.attributes.as_slice()))),
+        Data::ExponentialHistogram(h) => {
+            (MetricKind::ExponentialHistogram, keys(h.data_points.iter().map(|p| p.attributes.as_slice())))
+        }
+        Data::Summary(s) => (MetricKind::Summary, keys(s.data_points.iter().map(|p| p.attributes.as_slice()))),
     }
 }

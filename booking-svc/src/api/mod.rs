@@ -7,7 +7,7 @@
 mod decode;
 mod encode;
 
-use crate::flow::Flow;
+use crate::{flow::Flow, metrics::Metrics};
 use decode::{parse_cancel, parse_create, parse_edit, parse_id, parse_list};
 use encode::{encode_answer, encode_booking, json_struct};
 use platform::proto::{
@@ -23,11 +23,12 @@ use tonic::{Request, Response, Status, metadata::MetadataMap};
 /// The gRPC face of the service.
 pub struct Api {
     flow: Arc<Flow>,
+    metrics: Arc<Metrics>,
 }
 
 impl Api {
-    pub fn new(flow: Arc<Flow>) -> Self {
-        Self { flow }
+    pub fn new(flow: Arc<Flow>, metrics: Arc<Metrics>) -> Self {
+        Self { flow, metrics }
     }
 }
 
@@ -76,6 +77,7 @@ impl BookingService for Api {
                 if let Some(retry) = keyed.and_then(|r| parse_edit(r, SystemTime::UNIX_EPOCH).ok())
                     && let Some(answer) = self.flow.replay_edit(&retry).await?
                 {
+                    self.metrics.edit_answered(answer.outcome);
                     let (booking, outcome, inline_attempt) = encode_answer(answer);
                     return Ok(Response::new(pb::EditBookingResponse { booking, outcome, inline_attempt }));
                 }
@@ -83,6 +85,7 @@ impl BookingService for Api {
             }
         };
         let answer = self.flow.edit(parsed, deadline).await?;
+        self.metrics.edit_answered(answer.outcome);
         let (booking, outcome, inline_attempt) = encode_answer(answer);
         Ok(Response::new(pb::EditBookingResponse { booking, outcome, inline_attempt }))
     }

@@ -95,9 +95,9 @@ impl Dispatcher {
 
     pub(super) async fn refresh_gauge(&self) {
         if let Ok(client) = self.db.client().await
-            && let Ok(n) = store::jobs::count_open(&client).await
+            && let Ok((n, oldest_age)) = store::jobs::count_open(&client).await
         {
-            self.metrics.set_jobs_waiting(n);
+            self.metrics.set_jobs_waiting(n, std::time::Duration::from_secs_f64(oldest_age.max(0.0)));
         }
     }
 }

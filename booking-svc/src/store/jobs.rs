@@ -247,8 +247,15 @@ pub async fn next_due(db: &impl GenericClient, owner: Uuid) -> Result<Option<Dur
     Ok(due_in(seconds))
 }
 
-/// Open jobs (waiting for tables).
-pub async fn count_open(db: &impl GenericClient) -> Result<i64> {
-    let stmt = db.prepare_cached("SELECT count(*) FROM booking.reassign_jobs WHERE state = 'OPEN'").await?;
-    Ok(db.query_one(&stmt, &[]).await?.try_get(0)?)
+/// Open jobs (waiting for tables), and how long ago the oldest was opened in seconds (0
+/// when none is open).
+pub async fn count_open(db: &impl GenericClient) -> Result<(i64, f64)> {
+    let stmt = db
+        .prepare_cached(
+            "SELECT count(*), COALESCE(EXTRACT(EPOCH FROM now() - min(created_at))::float8, 0) \
+             FROM booking.reassign_jobs WHERE state = 'OPEN'",
+        )
+        .await?;
+    let row = db.query_one(&stmt, &[]).await?;
+    Ok((row.try_get(0)?, row.try_get(1)?))
 }

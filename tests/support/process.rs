@@ -18,7 +18,7 @@ pub fn binary(name: &str) -> PathBuf {
     BUILT.get_or_init(|| {
         let modified = |p: &std::path::Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
         let test_exe = std::env::current_exe().ok().and_then(|exe| modified(&exe));
-        let fresh = ["booking-svc", "assign-svc", "notify-svc", "booking-stack", "booking-bench"]
+        let fresh = ["booking-svc", "assign-svc", "notify-svc", "booking-stack", "booking-bench", "booking-chaos"]
             .iter()
             .all(|bin| matches!((modified(&target_dir().join(bin)), test_exe), (Some(b), Some(t)) if b >= t));
         if fresh {

@@ -1,7 +1,10 @@
 //! Dev and benchmark tools of the booking edit flow, kept out of the services' runtime.
 //!
-//! The binaries `booking-stack` (the whole system on one machine) and `booking-bench`
-//! (how fast an edit is) live in `src/bin/`; this library holds what they share with the
-//! end-to-end tests: a private, throwaway PostgreSQL cluster.
+//! The binaries `booking-stack` (the whole system on one machine), `booking-bench` (how
+//! fast an edit is) and `booking-chaos` (a seeded soak under every fault at once, judged
+//! from outside) live in `src/bin/`; this library holds what they share with each other
+//! and with the end-to-end tests.
 
+pub mod binaries;
+pub mod chaos;
 pub mod local_pg;

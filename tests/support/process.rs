@@ -13,15 +13,15 @@ use std::{
 const SERVICES: [&str; 3] = ["booking-svc", "assign-svc", "notify-svc"];
 
 /// The dev tools' binaries, built by the same build (they run in the target directory).
-const TOOLS: [&str; 2] = ["booking-stack", "booking-bench"];
+const TOOLS: [&str; 3] = ["booking-stack", "booking-bench", "booking-chaos"];
 
 /// Where the harness keeps the service binaries it built, and its marker of that build.
 const HARNESS_BINS: &str = "harness-bins";
 const MARKER: &str = "built";
 
-/// Path of a workspace binary (a service's, or a tool's from `bench/`). The harness builds the workspace's binaries itself (once
-/// per test process, when needed) with booking-svc's `crash-hook` feature, which the crash
-/// tests need and no other build has, and keeps the service binaries in a directory of
+/// Path of a workspace binary (a service's, or a tool's from `bench/`). The harness builds
+/// the workspace's binaries itself (once per test process, when needed) with booking-svc's
+/// `crash-hook` feature, which the crash tests need and no other build has, and keeps the service binaries in a directory of
 /// their own: a plain `cargo build --workspace --bins` (a user's, or booking-stack's during
 /// a test) links its builds into the target directory and cannot swap them under a test.
 ///

@@ -6,7 +6,10 @@
 //! exit). Puts a demo floor plan, prints grpcurl lines to try, and runs until Ctrl-C or
 //! SIGTERM, then stops everything gracefully.
 
-use booking_tools::local_pg::LocalCluster;
+use booking_tools::{
+    binaries::{ensure_binaries, wait_serving},
+    local_pg::LocalCluster,
+};
 use clap::Parser;
 use platform::proto::assign::v1::{PutFloorPlanRequest, Table, assign_service_client::AssignServiceClient};
 use std::{
@@ -57,7 +60,7 @@ async fn main() -> ExitCode {
 }
 
 async fn run(args: Args) -> anyhow::Result<()> {
-    let bin_dir = ensure_binaries()?;
+    let bin_dir = ensure_binaries("booking-stack")?;
     let (database_url, cluster) = if database_answers(&args.database_url).await {
         say(&format!("using PostgreSQL at {}", redact(&args.database_url)));
         (args.database_url.clone(), None)
@@ -161,40 +164,6 @@ fn redact(url: &str) -> String {
     }
 }
 
-/// The directory of the service binaries: beside this executable. Under `cargo run` they
-/// are (re)built first, so the stack always runs the current code.
-fn ensure_binaries() -> anyhow::Result<PathBuf> {
-    let exe = std::env::current_exe()?;
-    let dir = exe.parent().map(PathBuf::from).unwrap_or_default();
-    if let Ok(cargo) = std::env::var("CARGO") {
-        say("building the service binaries");
-        let mut command = std::process::Command::new(cargo);
-        for (key, _) in std::env::vars() {
-            if key == "OUT_DIR"
-                || (key.starts_with("CARGO_")
-                    && key != "CARGO_HOME"
-                    && key != "CARGO_TARGET_DIR"
-                    && !key.starts_with("CARGO_BUILD_"))
-            {
-                command.env_remove(key);
-            }
-        }
-        let mut args = vec!["build", "--quiet", "--workspace", "--bins"];
-        if dir.ends_with("release") {
-            args.push("--release");
-        }
-        let status = command.args(args).status()?;
-        anyhow::ensure!(status.success(), "building the service binaries failed");
-    }
-    for bin in ["booking-svc", "assign-svc", "notify-svc"] {
-        anyhow::ensure!(
-            dir.join(bin).exists(),
-            "{bin} is missing beside booking-stack: run `cargo build --workspace --bins`"
-        );
-    }
-    Ok(dir)
-}
-
 async fn database_answers(url: &str) -> bool {
     let connect = tokio_postgres::connect(url, tokio_postgres::NoTls);
     match tokio::time::timeout(Duration::from_secs(3), connect).await {
@@ -229,27 +198,6 @@ fn spawn(bin_dir: &std::path::Path, name: &'static str, envs: &[(&str, &str)]) -
         });
     }
     Ok(child)
-}
-
-async fn wait_serving(url: &str, timeout: Duration) -> anyhow::Result<()> {
-    use tonic_health::pb::{HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient};
-    let deadline = tokio::time::Instant::now() + timeout;
-    loop {
-        let check = async {
-            let channel = tonic::transport::Endpoint::from_shared(url.to_string())?.connect().await?;
-            let status = HealthClient::new(channel)
-                .check(HealthCheckRequest { service: String::new() })
-                .await?
-                .into_inner()
-                .status;
-            anyhow::Ok(status == ServingStatus::Serving as i32)
-        };
-        if let Ok(Ok(true)) = tokio::time::timeout(Duration::from_secs(2), check).await {
-            return Ok(());
-        }
-        anyhow::ensure!(tokio::time::Instant::now() < deadline, "{url} did not report SERVING within {timeout:?}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
 }
 
 async fn put_demo_floor_plan(assign_url: &str) -> anyhow::Result<()> {

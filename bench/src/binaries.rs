@@ -1,0 +1,64 @@
+//! The service binaries the tools start: where they are, and whether one serves.
+//!
+//! The tools run the real `booking-svc`, `assign-svc` and `notify-svc` from beside their
+//! own executable (one `target/` directory); under `cargo run` they are rebuilt first, so
+//! a tool never runs stale services.
+
+use std::{path::PathBuf, time::Duration};
+use tonic_health::pb::{HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient};
+
+/// The three services.
+pub const SERVICES: [&str; 3] = ["booking-svc", "assign-svc", "notify-svc"];
+
+/// The directory of the service binaries: beside this executable. Under `cargo run`
+/// (`CARGO` is set) they are (re)built first, in the same profile; `tool` names the
+/// caller in what it prints.
+pub fn ensure_binaries(tool: &str) -> anyhow::Result<PathBuf> {
+    let exe = std::env::current_exe()?;
+    let dir = exe.parent().map(PathBuf::from).unwrap_or_default();
+    if let Ok(cargo) = std::env::var("CARGO") {
+        eprintln!("{tool}: building the service binaries");
+        let mut command = std::process::Command::new(cargo);
+        for (key, _) in std::env::vars() {
+            if key == "OUT_DIR"
+                || (key.starts_with("CARGO_")
+                    && key != "CARGO_HOME"
+                    && key != "CARGO_TARGET_DIR"
+                    && !key.starts_with("CARGO_BUILD_"))
+            {
+                command.env_remove(key);
+            }
+        }
+        let mut args = vec!["build", "--quiet", "--workspace", "--bins"];
+        if dir.ends_with("release") {
+            args.push("--release");
+        }
+        let status = command.args(args).status()?;
+        anyhow::ensure!(status.success(), "building the service binaries failed");
+    }
+    for bin in SERVICES {
+        anyhow::ensure!(dir.join(bin).exists(), "{bin} is missing beside {tool}: run `cargo build --workspace --bins`");
+    }
+    Ok(dir)
+}
+
+/// Whether the server at `url` answers its health check with `SERVING` within 2 s.
+pub async fn serving(url: &str) -> bool {
+    let check = async {
+        let channel = tonic::transport::Endpoint::from_shared(url.to_string())?.connect().await?;
+        let status =
+            HealthClient::new(channel).check(HealthCheckRequest { service: String::new() }).await?.into_inner().status;
+        anyhow::Ok(status == ServingStatus::Serving as i32)
+    };
+    matches!(tokio::time::timeout(Duration::from_secs(2), check).await, Ok(Ok(true)))
+}
+
+/// Waits until the server at `url` reports `SERVING`, at most `timeout`.
+pub async fn wait_serving(url: &str, timeout: Duration) -> anyhow::Result<()> {
+    let deadline = tokio::time::Instant::now() + timeout;
+    while !serving(url).await {
+        anyhow::ensure!(tokio::time::Instant::now() < deadline, "{url} did not report SERVING within {timeout:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    Ok(())
+}

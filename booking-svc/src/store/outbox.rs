@@ -2,7 +2,7 @@
 //!
 //! The outbox worker claims them with a lease and ends them with their history events.
 
-use super::{Carrier, Result, carrier_from, carrier_json, detail_json, due_in, secs};
+use super::{Carrier, Result, detail_json, due_in, secs};
 use crate::domain::{BookingStatus, EmailKind, Event, emails::EmailPayload};
 use crate::error::Error;
 use deadpool_postgres::GenericClient;
@@ -36,7 +36,7 @@ pub async fn enqueue(
         )
         .await?;
     let payload = payload_json(payload)?;
-    Ok(db.execute(&stmt, &[&booking_id, &version, &kind.as_str(), &payload, &carrier_json(carrier)]).await? == 1)
+    Ok(db.execute(&stmt, &[&booking_id, &version, &kind.as_str(), &payload, &carrier.to_json()]).await? == 1)
 }
 
 /// Queues one email unless its (booking, kind, version) is already queued, and when it
@@ -66,7 +66,7 @@ pub async fn enqueue_statement(
             version,
             kind.as_str(),
             payload,
-            carrier_json(carrier),
+            carrier.to_json(),
             event.kind().as_str(),
             event.version,
             detail_json(event)?
@@ -113,7 +113,7 @@ pub async fn claim(db: &impl GenericClient, limit: i64, lease: Duration) -> Resu
                 payload: serde_json::from_value(r.try_get(4)?)
                     .map_err(|e| Error::corrupt(format!("email payload: {e}")))?,
                 attempts: r.try_get(5)?,
-                carrier: carrier_from(r.try_get(6)?),
+                carrier: Carrier::from_json(r.try_get(6)?),
                 current_version: r.try_get(7)?,
                 current_status: BookingStatus::from_stored(&status)
                     .ok_or_else(|| Error::corrupt("unknown booking status"))?,

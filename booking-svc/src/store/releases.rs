@@ -2,7 +2,7 @@
 //!
 //! The release worker claims them with a lease.
 
-use super::{Carrier, Result, carrier_from, carrier_json, due_in, secs};
+use super::{Carrier, Result, due_in, secs};
 use deadpool_postgres::GenericClient;
 use std::time::Duration;
 use uuid::Uuid;
@@ -18,7 +18,7 @@ pub async fn enqueue(db: &impl GenericClient, booking_id: Uuid, carrier: &Carrie
              ON CONFLICT (booking_id) DO UPDATE SET state = 'OPEN', due_at = now(), locked_until = NULL, finished_at = NULL",
         )
         .await?;
-    db.execute(&stmt, &[&booking_id, &carrier_json(carrier)]).await?;
+    db.execute(&stmt, &[&booking_id, &carrier.to_json()]).await?;
     Ok(())
 }
 
@@ -47,7 +47,7 @@ pub async fn claim(db: &impl GenericClient, limit: i64, lease: Duration) -> Resu
             Ok(ClaimedRelease {
                 booking_id: r.try_get(0)?,
                 attempts: r.try_get(1)?,
-                carrier: carrier_from(r.try_get(2)?),
+                carrier: Carrier::from_json(r.try_get(2)?),
             })
         })
         .collect()

@@ -225,41 +225,130 @@ fn header_status(headers: &HeaderMap) -> i64 {
     headers.get("grpc-status").and_then(|v| v.to_str().ok()).and_then(|v| v.parse().ok()).unwrap_or(0)
 }
 
-/// RPC latency histograms (OpenTelemetry RPC conventions), created on first use so they
-/// bind to the meter provider installed at start-up.
-fn rpc_duration(kind: &'static str) -> &'static opentelemetry::metrics::Histogram<f64> {
-    static SERVER: OnceLock<opentelemetry::metrics::Histogram<f64>> = OnceLock::new();
-    static CLIENT: OnceLock<opentelemetry::metrics::Histogram<f64>> = OnceLock::new();
-    let (cell, name) =
-        if kind == "server" { (&SERVER, "rpc.server.duration") } else { (&CLIENT, "rpc.client.duration") };
-    cell.get_or_init(|| {
-        opentelemetry::global::meter("booking-platform")
-            .f64_histogram(name)
-            .with_unit("ms")
-            .with_description("Duration of gRPC calls until the response headers")
-            .build()
-    })
+/// Which end of a call a trace layer sits at.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Side {
+    Server,
+    Client,
 }
 
-fn record_duration(kind: &'static str, service: &str, method: &str, code: i64, started: Instant) {
-    let attributes = [
-        KeyValue::new("rpc.system", "grpc"),
-        KeyValue::new("rpc.service", service.to_string()),
-        KeyValue::new("rpc.method", method.to_string()),
-        KeyValue::new("rpc.grpc.status_code", code),
-    ];
-    rpc_duration(kind).record(started.elapsed().as_secs_f64() * 1000.0, &attributes);
-}
-
-fn record_status(span: &tracing::Span, code: i64) {
-    span.record("rpc.grpc.status_code", code);
-    if code != 0 {
-        span.record("otel.status_code", "ERROR");
+impl Side {
+    /// The span's `otel.kind`.
+    fn kind(self) -> &'static str {
+        match self {
+            Side::Server => "server",
+            Side::Client => "client",
+        }
     }
+
+    /// The status recorded when the inner service fails without a response: a server
+    /// that fails is an internal error, a channel that fails an unavailable peer.
+    fn failed(self) -> i64 {
+        match self {
+            Side::Server => tonic::Code::Internal as i64,
+            Side::Client => tonic::Code::Unavailable as i64,
+        }
+    }
+
+    /// The RPC latency histogram of this side (OpenTelemetry RPC conventions), created on
+    /// first use so that it binds to the meter provider installed at start-up.
+    fn duration(self) -> &'static opentelemetry::metrics::Histogram<f64> {
+        static SERVER: OnceLock<opentelemetry::metrics::Histogram<f64>> = OnceLock::new();
+        static CLIENT: OnceLock<opentelemetry::metrics::Histogram<f64>> = OnceLock::new();
+        let (cell, name) = match self {
+            Side::Server => (&SERVER, "rpc.server.duration"),
+            Side::Client => (&CLIENT, "rpc.client.duration"),
+        };
+        cell.get_or_init(|| {
+            opentelemetry::global::meter("booking-platform")
+                .f64_histogram(name)
+                .with_unit("ms")
+                .with_description("Duration of gRPC calls until the response headers")
+                .build()
+        })
+    }
+}
+
+type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
+
+/// The body of both trace layers: opens the call's span with the RPC attributes (its
+/// parent the caller's context from the metadata on a server; its context injected into
+/// the metadata on a client), calls `inner` inside it, then records the status on the span
+/// and the duration in the side's histogram.
+fn traced<S, B, RB>(side: Side, inner: &mut S, mut request: Request<B>) -> BoxFuture<Result<S::Response, S::Error>>
+where
+    S: Service<Request<B>, Response = Response<RB>>,
+    S::Future: Send + 'static,
+{
+    let (service, method) = {
+        let (service, method) = rpc_names(request.uri().path());
+        (service.to_string(), method.to_string())
+    };
+    macro_rules! rpc_span {
+        ($name:literal) => {
+            tracing::info_span!(
+                $name,
+                otel.name = %format!("{service}/{method}"),
+                otel.kind = side.kind(),
+                otel.status_code = Empty,
+                rpc.system = "grpc",
+                rpc.service = %service,
+                rpc.method = %method,
+                rpc.grpc.status_code = Empty,
+            )
+        };
+    }
+    let span = match side {
+        Side::Server => rpc_span!("grpc.server"),
+        Side::Client => rpc_span!("grpc.client"),
+    };
+    match side {
+        Side::Server => {
+            let parent = TraceContextPropagator::new().extract(&HeaderExtractor(request.headers()));
+            if parent.span().span_context().is_valid() {
+                let _ = span.set_parent(parent);
+            }
+        }
+        Side::Client => {
+            let context = span.context();
+            if context.span().span_context().is_valid() {
+                TraceContextPropagator::new().inject_context(&context, &mut HeaderInjector(request.headers_mut()));
+            }
+        }
+    }
+    let future = {
+        let _entered = span.enter();
+        inner.call(request)
+    };
+    let recorder = span.clone();
+    let started = Instant::now();
+    Box::pin(
+        async move {
+            let result = future.await;
+            let code = match &result {
+                Ok(response) => header_status(response.headers()),
+                Err(_) => side.failed(),
+            };
+            recorder.record("rpc.grpc.status_code", code);
+            if code != 0 {
+                recorder.record("otel.status_code", "ERROR");
+            }
+            let attributes = [
+                KeyValue::new("rpc.system", "grpc"),
+                KeyValue::new("rpc.service", service),
+                KeyValue::new("rpc.method", method),
+                KeyValue::new("rpc.grpc.status_code", code),
+            ];
+            side.duration().record(started.elapsed().as_secs_f64() * 1000.0, &attributes);
+            result
+        }
+        .instrument(span),
+    )
 }
 
 /// Server layer: one span per call (`rpc.system`, `rpc.service`, `rpc.method`,
 /// `rpc.grpc.status_code`) whose parent is the caller's W3C context from the metadata.
+/// Health checks are not traced.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct ServerTraceLayer;
 
@@ -276,8 +365,6 @@ pub struct ServerTrace<S> {
     inner: S,
 }
 
-type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
-
 impl<S, B, RB> Service<Request<B>> for ServerTrace<S>
 where
     S: Service<Request<B>, Response = Response<RB>>,
@@ -292,46 +379,10 @@ where
     }
 
     fn call(&mut self, request: Request<B>) -> Self::Future {
-        let (service, method) = {
-            let (service, method) = rpc_names(request.uri().path());
-            (service.to_string(), method.to_string())
-        };
-        if service == HEALTH_SERVICE {
+        if rpc_names(request.uri().path()).0 == HEALTH_SERVICE {
             return Box::pin(self.inner.call(request));
         }
-        let span = tracing::info_span!(
-            "grpc.server",
-            otel.name = %format!("{service}/{method}"),
-            otel.kind = "server",
-            otel.status_code = Empty,
-            rpc.system = "grpc",
-            rpc.service = %service,
-            rpc.method = %method,
-            rpc.grpc.status_code = Empty,
-        );
-        let parent = TraceContextPropagator::new().extract(&HeaderExtractor(request.headers()));
-        if parent.span().span_context().is_valid() {
-            let _ = span.set_parent(parent);
-        }
-        let future = {
-            let _entered = span.enter();
-            self.inner.call(request)
-        };
-        let recorder = span.clone();
-        let started = Instant::now();
-        Box::pin(
-            async move {
-                let result = future.await;
-                let code = match &result {
-                    Ok(response) => header_status(response.headers()),
-                    Err(_) => tonic::Code::Internal as i64,
-                };
-                record_status(&recorder, code);
-                record_duration("server", &service, &method, code, started);
-                result
-            }
-            .instrument(span),
-        )
+        traced(Side::Server, &mut self.inner, request)
     }
 }
 
@@ -365,44 +416,8 @@ where
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, mut request: Request<Body>) -> Self::Future {
-        let (service, method) = {
-            let (service, method) = rpc_names(request.uri().path());
-            (service.to_string(), method.to_string())
-        };
-        let span = tracing::info_span!(
-            "grpc.client",
-            otel.name = %format!("{service}/{method}"),
-            otel.kind = "client",
-            otel.status_code = Empty,
-            rpc.system = "grpc",
-            rpc.service = %service,
-            rpc.method = %method,
-            rpc.grpc.status_code = Empty,
-        );
-        let context = span.context();
-        if context.span().span_context().is_valid() {
-            TraceContextPropagator::new().inject_context(&context, &mut HeaderInjector(request.headers_mut()));
-        }
-        let future = {
-            let _entered = span.enter();
-            self.inner.call(request)
-        };
-        let recorder = span.clone();
-        let started = Instant::now();
-        Box::pin(
-            async move {
-                let result = future.await;
-                let code = match &result {
-                    Ok(response) => header_status(response.headers()),
-                    Err(_) => tonic::Code::Unavailable as i64,
-                };
-                record_status(&recorder, code);
-                record_duration("client", &service, &method, code, started);
-                result
-            }
-            .instrument(span),
-        )
+    fn call(&mut self, request: Request<Body>) -> Self::Future {
+        traced(Side::Client, &mut self.inner, request)
     }
 }
 

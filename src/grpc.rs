@@ -145,7 +145,7 @@ impl GrpcServer {
 
         let limits = self.limits;
         let layers = ServiceBuilder::new()
-            .layer(ServerTraceLayer)
+            .layer(TraceLayer::server())
             .load_shed()
             .concurrency_limit(limits.max_concurrent_requests)
             .into_inner();
@@ -170,7 +170,7 @@ impl GrpcServer {
 }
 
 /// A client channel whose calls carry the caller's W3C trace context and open a client span.
-pub type Channel = ClientTrace<tonic::transport::Channel>;
+pub type Channel = Traced<tonic::transport::Channel>;
 
 /// A lazily connecting channel to `url` (`http://host:port`); connection failures surface
 /// per call as `UNAVAILABLE`, and the channel reconnects by itself.
@@ -181,7 +181,7 @@ pub fn connect(url: &str) -> anyhow::Result<Channel> {
         .http2_keep_alive_interval(Duration::from_secs(10))
         .keep_alive_timeout(Duration::from_secs(5))
         .keep_alive_while_idle(true);
-    Ok(ClientTraceLayer.layer(endpoint.connect_lazy()))
+    Ok(TraceLayer::client().layer(endpoint.connect_lazy()))
 }
 
 /// The caller's timeout from its `grpc-timeout` metadata, if it sent a valid one.
@@ -346,26 +346,43 @@ where
     )
 }
 
-/// Server layer: one span per call (`rpc.system`, `rpc.service`, `rpc.method`,
-/// `rpc.grpc.status_code`) whose parent is the caller's W3C context from the metadata.
-/// Health checks are not traced.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct ServerTraceLayer;
+/// The trace layer of both ends of a call: one span per call (`rpc.system`,
+/// `rpc.service`, `rpc.method`, `rpc.grpc.status_code`) and the call's duration. On a
+/// server ([`TraceLayer::server`]) the span's parent is the caller's W3C context from the
+/// metadata, and health checks are not traced; on a client ([`TraceLayer::client`]) the
+/// span's context is injected into the metadata.
+#[derive(Clone, Copy, Debug)]
+pub struct TraceLayer {
+    side: Side,
+}
 
-impl<S> Layer<S> for ServerTraceLayer {
-    type Service = ServerTrace<S>;
-    fn layer(&self, inner: S) -> ServerTrace<S> {
-        ServerTrace { inner }
+impl TraceLayer {
+    /// The layer of a server.
+    pub const fn server() -> Self {
+        Self { side: Side::Server }
+    }
+
+    /// The layer of a client channel.
+    pub const fn client() -> Self {
+        Self { side: Side::Client }
     }
 }
 
-/// See [`ServerTraceLayer`].
+impl<S> Layer<S> for TraceLayer {
+    type Service = Traced<S>;
+    fn layer(&self, inner: S) -> Traced<S> {
+        Traced { side: self.side, inner }
+    }
+}
+
+/// A service wrapped by a [`TraceLayer`].
 #[derive(Clone, Debug)]
-pub struct ServerTrace<S> {
+pub struct Traced<S> {
+    side: Side,
     inner: S,
 }
 
-impl<S, B, RB> Service<Request<B>> for ServerTrace<S>
+impl<S, B, RB> Service<Request<B>> for Traced<S>
 where
     S: Service<Request<B>, Response = Response<RB>>,
     S::Future: Send + 'static,
@@ -379,45 +396,10 @@ where
     }
 
     fn call(&mut self, request: Request<B>) -> Self::Future {
-        if rpc_names(request.uri().path()).0 == HEALTH_SERVICE {
+        if self.side == Side::Server && rpc_names(request.uri().path()).0 == HEALTH_SERVICE {
             return Box::pin(self.inner.call(request));
         }
-        traced(Side::Server, &mut self.inner, request)
-    }
-}
-
-/// Client layer: one client span per call, its W3C context injected into the metadata.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct ClientTraceLayer;
-
-impl<S> Layer<S> for ClientTraceLayer {
-    type Service = ClientTrace<S>;
-    fn layer(&self, inner: S) -> ClientTrace<S> {
-        ClientTrace { inner }
-    }
-}
-
-/// See [`ClientTraceLayer`].
-#[derive(Clone, Debug)]
-pub struct ClientTrace<S> {
-    inner: S,
-}
-
-impl<S, RB> Service<Request<Body>> for ClientTrace<S>
-where
-    S: Service<Request<Body>, Response = Response<RB>>,
-    S::Future: Send + 'static,
-{
-    type Response = S::Response;
-    type Error = S::Error;
-    type Future = BoxFuture<Result<S::Response, S::Error>>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, request: Request<Body>) -> Self::Future {
-        traced(Side::Client, &mut self.inner, request)
+        traced(self.side, &mut self.inner, request)
     }
 }
 

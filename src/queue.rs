@@ -153,13 +153,13 @@ fn due_in(seconds: f64) -> Duration {
 mod tests {
     use super::*;
 
-    const RELEASES: QueueTable<'static> = QueueTable {
-        table: "booking.release_tasks",
-        key: &["booking_id"],
-        state: "state",
-        open: "OPEN",
-        due: "due_at",
-        returning: "q.booking_id, q.attempts, q.trace_context",
+    const TASKS: QueueTable<'static> = QueueTable {
+        table: "work.tasks",
+        key: &["task_id"],
+        state: "status",
+        open: "WAITING",
+        due: "run_at",
+        returning: "q.task_id, q.attempts",
         join: None,
     };
 
@@ -169,26 +169,22 @@ mod tests {
 
     #[test]
     fn builds_the_claim_with_and_without_a_join() {
-        let plain = LeasedQueue::new(RELEASES);
+        let plain = LeasedQueue::new(TASKS);
         assert_eq!(
             words(&plain.claim),
-            "WITH due AS ( SELECT booking_id FROM booking.release_tasks WHERE state = 'OPEN' AND due_at <= now() \
-             AND (locked_until IS NULL OR locked_until <= now()) ORDER BY due_at LIMIT $1 FOR UPDATE SKIP LOCKED) \
-             UPDATE booking.release_tasks q SET locked_until = now() + $2::float8 * interval '1 second', \
-             attempts = q.attempts + 1 FROM due WHERE q.booking_id = due.booking_id \
-             RETURNING q.booking_id, q.attempts, q.trace_context"
+            "WITH due AS ( SELECT task_id FROM work.tasks WHERE status = 'WAITING' AND run_at <= now() \
+             AND (locked_until IS NULL OR locked_until <= now()) ORDER BY run_at LIMIT $1 FOR UPDATE SKIP LOCKED) \
+             UPDATE work.tasks q SET locked_until = now() + $2::float8 * interval '1 second', \
+             attempts = q.attempts + 1 FROM due WHERE q.task_id = due.task_id RETURNING q.task_id, q.attempts"
         );
         let joined = LeasedQueue::new(QueueTable {
-            table: "booking.outbox",
-            key: &["id"],
-            open: "QUEUED",
-            returning: "q.id, b.version",
-            join: Some(("booking.bookings b", "b.id = q.booking_id")),
-            ..RELEASES
+            returning: "q.task_id, o.name",
+            join: Some(("work.owners o", "o.id = q.owner_id")),
+            ..TASKS
         });
         assert!(
             words(&joined.claim).ends_with(
-                "FROM due, booking.bookings b WHERE q.id = due.id AND b.id = q.booking_id RETURNING q.id, b.version"
+                "FROM due, work.owners o WHERE q.task_id = due.task_id AND o.id = q.owner_id RETURNING q.task_id, o.name"
             ),
             "{}",
             joined.claim
@@ -197,19 +193,25 @@ mod tests {
 
     #[test]
     fn numbers_parameters_after_every_key_column() {
-        let composite = LeasedQueue::new(QueueTable { key: &["booking_id", "kind", "version"], ..RELEASES });
-        assert!(words(&composite.claim).contains(
-            "WHERE q.booking_id = due.booking_id AND q.kind = due.kind AND q.version = due.version RETURNING"
-        ));
-        assert_eq!(
-            words(&composite.retry),
-            "UPDATE booking.release_tasks SET due_at = now() + $4::float8 * interval '1 second', locked_until = NULL, \
-             last_error = $5 WHERE booking_id = $1 AND kind = $2 AND version = $3 AND state = 'OPEN'"
+        let composite = LeasedQueue::new(QueueTable { key: &["owner_id", "kind", "n"], ..TASKS });
+        assert!(
+            words(&composite.claim)
+                .contains("WHERE q.owner_id = due.owner_id AND q.kind = due.kind AND q.n = due.n RETURNING")
         );
         assert_eq!(
-            words(&LeasedQueue::new(RELEASES).finish),
-            "UPDATE booking.release_tasks SET state = $2::text, finished_at = now(), locked_until = NULL, \
-             last_error = $3 WHERE booking_id = $1 AND state = 'OPEN'"
+            words(&composite.retry),
+            "UPDATE work.tasks SET run_at = now() + $4::float8 * interval '1 second', locked_until = NULL, \
+             last_error = $5 WHERE owner_id = $1 AND kind = $2 AND n = $3 AND status = 'WAITING'"
+        );
+        assert_eq!(
+            words(&LeasedQueue::new(TASKS).finish),
+            "UPDATE work.tasks SET status = $2::text, finished_at = now(), locked_until = NULL, \
+             last_error = $3 WHERE task_id = $1 AND status = 'WAITING'"
+        );
+        assert_eq!(
+            words(&LeasedQueue::new(TASKS).next_due),
+            "SELECT EXTRACT(EPOCH FROM min(GREATEST(run_at, COALESCE(locked_until, run_at))) - now())::float8 \
+             FROM work.tasks WHERE status = 'WAITING'"
         );
     }
 

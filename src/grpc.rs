@@ -4,8 +4,8 @@
 //! descriptors, so grpcurl needs no .proto file) and composes the cross-cutting tower
 //! layers once: per-call span with W3C context extraction, load shedding, a process-wide
 //! concurrency limit, a per-request timeout, message size limits and graceful shutdown.
-//! [`connect`] gives clients that inject the caller's trace context into every call.
-//! Nothing here knows a domain rule.
+//! [`connect`] gives clients that inject the caller's trace context into every call, and
+//! [`timeout_of`] reads how long a caller waits. Nothing here knows a domain rule.
 
 use crate::settings::CommonSettings;
 use http::{HeaderMap, Request, Response};
@@ -154,7 +154,7 @@ impl GrpcServer {
 
         let limits = self.limits;
         let layers = ServiceBuilder::new()
-            .layer(ServerTraceLayer)
+            .layer(TraceLayer::server())
             .load_shed()
             .concurrency_limit(limits.max_concurrent_requests)
             .into_inner();
@@ -179,7 +179,7 @@ impl GrpcServer {
 }
 
 /// A client channel whose calls carry the caller's W3C trace context and open a client span.
-pub type Channel = ClientTrace<tonic::transport::Channel>;
+pub type Channel = Traced<tonic::transport::Channel>;
 
 /// A lazily connecting channel to `url` (`http://host:port`); connection failures surface
 /// per call as `UNAVAILABLE`, and the channel reconnects by itself.
@@ -190,7 +190,36 @@ pub fn connect(url: &str) -> anyhow::Result<Channel> {
         .http2_keep_alive_interval(Duration::from_secs(10))
         .keep_alive_timeout(Duration::from_secs(5))
         .keep_alive_while_idle(true);
-    Ok(ClientTraceLayer.layer(endpoint.connect_lazy()))
+    Ok(TraceLayer::client().layer(endpoint.connect_lazy()))
+}
+
+/// The caller's timeout from its `grpc-timeout` metadata, if it sent a valid one.
+pub fn timeout_of(metadata: &tonic::metadata::MetadataMap) -> Option<Duration> {
+    metadata.get("grpc-timeout").and_then(|value| value.to_str().ok()).and_then(parse_timeout)
+}
+
+/// When the caller stops waiting, from its `grpc-timeout` metadata.
+pub fn deadline_of(metadata: &tonic::metadata::MetadataMap) -> Option<Instant> {
+    timeout_of(metadata).and_then(|timeout| Instant::now().checked_add(timeout))
+}
+
+/// Parses a `grpc-timeout` value: 1 to 8 digits and a unit (H, M, S, m, u, n).
+fn parse_timeout(value: &str) -> Option<Duration> {
+    let unit = value.chars().last()?;
+    let digits = value.get(..value.len() - unit.len_utf8())?;
+    if digits.is_empty() || digits.len() > 8 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let amount: u64 = digits.parse().ok()?;
+    match unit {
+        'H' => Some(Duration::from_secs(amount * 3600)),
+        'M' => Some(Duration::from_secs(amount * 60)),
+        'S' => Some(Duration::from_secs(amount)),
+        'm' => Some(Duration::from_millis(amount)),
+        'u' => Some(Duration::from_micros(amount)),
+        'n' => Some(Duration::from_nanos(amount)),
+        _ => None,
+    }
 }
 
 /// Splits `/pkg.Service/Method` into `("pkg.Service", "Method")`.
@@ -205,20 +234,11 @@ fn header_status(headers: &HeaderMap) -> i64 {
     headers.get("grpc-status").and_then(|v| v.to_str().ok()).and_then(|v| v.parse().ok()).unwrap_or(0)
 }
 
-/// RPC latency histograms (OpenTelemetry RPC conventions), created on first use so they
-/// bind to the meter provider installed at start-up.
-fn rpc_duration(kind: &'static str) -> &'static opentelemetry::metrics::Histogram<f64> {
-    static SERVER: OnceLock<opentelemetry::metrics::Histogram<f64>> = OnceLock::new();
-    static CLIENT: OnceLock<opentelemetry::metrics::Histogram<f64>> = OnceLock::new();
-    let (cell, name) =
-        if kind == "server" { (&SERVER, "rpc.server.duration") } else { (&CLIENT, "rpc.client.duration") };
-    cell.get_or_init(|| {
-        opentelemetry::global::meter("booking-platform")
-            .f64_histogram(name)
-            .with_unit("ms")
-            .with_description("Duration of gRPC calls until the response headers")
-            .build()
-    })
+/// Which end of a call a trace layer sits at.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Side {
+    Server,
+    Client,
 }
 
 /// The `grpc.health.serving` gauge: 1 while the server reports `SERVING` (its database
@@ -238,44 +258,157 @@ fn serving_gauge(serving: Arc<AtomicBool>, services: Vec<&'static str>) {
         .build();
 }
 
-fn record_duration(kind: &'static str, service: &str, method: &str, code: i64, started: Instant) {
-    let attributes = [
-        KeyValue::new("rpc.system", "grpc"),
-        KeyValue::new("rpc.service", service.to_string()),
-        KeyValue::new("rpc.method", method.to_string()),
-        KeyValue::new("rpc.grpc.status_code", code),
-    ];
-    rpc_duration(kind).record(started.elapsed().as_secs_f64() * 1000.0, &attributes);
-}
-
-fn record_status(span: &tracing::Span, code: i64) {
-    span.record("rpc.grpc.status_code", code);
-    if code != 0 {
-        span.record("otel.status_code", "ERROR");
+impl Side {
+    /// The span's `otel.kind`.
+    fn kind(self) -> &'static str {
+        match self {
+            Side::Server => "server",
+            Side::Client => "client",
+        }
     }
-}
 
-/// Server layer: one span per call (`rpc.system`, `rpc.service`, `rpc.method`,
-/// `rpc.grpc.status_code`) whose parent is the caller's W3C context from the metadata.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct ServerTraceLayer;
-
-impl<S> Layer<S> for ServerTraceLayer {
-    type Service = ServerTrace<S>;
-    fn layer(&self, inner: S) -> ServerTrace<S> {
-        ServerTrace { inner }
+    /// The status recorded when the inner service fails without a response: a server
+    /// that fails is an internal error, a channel that fails an unavailable peer.
+    fn failed(self) -> i64 {
+        match self {
+            Side::Server => tonic::Code::Internal as i64,
+            Side::Client => tonic::Code::Unavailable as i64,
+        }
     }
-}
 
-/// See [`ServerTraceLayer`].
-#[derive(Clone, Debug)]
-pub struct ServerTrace<S> {
-    inner: S,
+    /// The RPC latency histogram of this side (OpenTelemetry RPC conventions), created on
+    /// first use so that it binds to the meter provider installed at start-up.
+    fn duration(self) -> &'static opentelemetry::metrics::Histogram<f64> {
+        static SERVER: OnceLock<opentelemetry::metrics::Histogram<f64>> = OnceLock::new();
+        static CLIENT: OnceLock<opentelemetry::metrics::Histogram<f64>> = OnceLock::new();
+        let (cell, name) = match self {
+            Side::Server => (&SERVER, "rpc.server.duration"),
+            Side::Client => (&CLIENT, "rpc.client.duration"),
+        };
+        cell.get_or_init(|| {
+            opentelemetry::global::meter("booking-platform")
+                .f64_histogram(name)
+                .with_unit("ms")
+                .with_description("Duration of gRPC calls until the response headers")
+                .build()
+        })
+    }
 }
 
 type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
 
-impl<S, B, RB> Service<Request<B>> for ServerTrace<S>
+/// The body of both trace layers: opens the call's span with the RPC attributes (its
+/// parent the caller's context from the metadata on a server; its context injected into
+/// the metadata on a client), calls `inner` inside it, then records the status on the span
+/// and the duration in the side's histogram.
+fn traced<S, B, RB>(side: Side, inner: &mut S, mut request: Request<B>) -> BoxFuture<Result<S::Response, S::Error>>
+where
+    S: Service<Request<B>, Response = Response<RB>>,
+    S::Future: Send + 'static,
+{
+    let (service, method) = {
+        let (service, method) = rpc_names(request.uri().path());
+        (service.to_string(), method.to_string())
+    };
+    macro_rules! rpc_span {
+        ($name:literal) => {
+            tracing::info_span!(
+                $name,
+                otel.name = %format!("{service}/{method}"),
+                otel.kind = side.kind(),
+                otel.status_code = Empty,
+                rpc.system = "grpc",
+                rpc.service = %service,
+                rpc.method = %method,
+                rpc.grpc.status_code = Empty,
+            )
+        };
+    }
+    let span = match side {
+        Side::Server => rpc_span!("grpc.server"),
+        Side::Client => rpc_span!("grpc.client"),
+    };
+    match side {
+        Side::Server => {
+            let parent = TraceContextPropagator::new().extract(&HeaderExtractor(request.headers()));
+            if parent.span().span_context().is_valid() {
+                let _ = span.set_parent(parent);
+            }
+        }
+        Side::Client => {
+            let context = span.context();
+            if context.span().span_context().is_valid() {
+                TraceContextPropagator::new().inject_context(&context, &mut HeaderInjector(request.headers_mut()));
+            }
+        }
+    }
+    let future = {
+        let _entered = span.enter();
+        inner.call(request)
+    };
+    let recorder = span.clone();
+    let started = Instant::now();
+    Box::pin(
+        async move {
+            let result = future.await;
+            let code = match &result {
+                Ok(response) => header_status(response.headers()),
+                Err(_) => side.failed(),
+            };
+            recorder.record("rpc.grpc.status_code", code);
+            if code != 0 {
+                recorder.record("otel.status_code", "ERROR");
+            }
+            let attributes = [
+                KeyValue::new("rpc.system", "grpc"),
+                KeyValue::new("rpc.service", service),
+                KeyValue::new("rpc.method", method),
+                KeyValue::new("rpc.grpc.status_code", code),
+            ];
+            side.duration().record(started.elapsed().as_secs_f64() * 1000.0, &attributes);
+            result
+        }
+        .instrument(span),
+    )
+}
+
+/// The trace layer of both ends of a call: one span per call (`rpc.system`,
+/// `rpc.service`, `rpc.method`, `rpc.grpc.status_code`) and the call's duration. On a
+/// server ([`TraceLayer::server`]) the span's parent is the caller's W3C context from the
+/// metadata, and health checks are not traced; on a client ([`TraceLayer::client`]) the
+/// span's context is injected into the metadata.
+#[derive(Clone, Copy, Debug)]
+pub struct TraceLayer {
+    side: Side,
+}
+
+impl TraceLayer {
+    /// The layer of a server.
+    pub const fn server() -> Self {
+        Self { side: Side::Server }
+    }
+
+    /// The layer of a client channel.
+    pub const fn client() -> Self {
+        Self { side: Side::Client }
+    }
+}
+
+impl<S> Layer<S> for TraceLayer {
+    type Service = Traced<S>;
+    fn layer(&self, inner: S) -> Traced<S> {
+        Traced { side: self.side, inner }
+    }
+}
+
+/// A service wrapped by a [`TraceLayer`].
+#[derive(Clone, Debug)]
+pub struct Traced<S> {
+    side: Side,
+    inner: S,
+}
+
+impl<S, B, RB> Service<Request<B>> for Traced<S>
 where
     S: Service<Request<B>, Response = Response<RB>>,
     S::Future: Send + 'static,
@@ -289,123 +422,49 @@ where
     }
 
     fn call(&mut self, request: Request<B>) -> Self::Future {
-        let (service, method) = {
-            let (service, method) = rpc_names(request.uri().path());
-            (service.to_string(), method.to_string())
-        };
-        if service == HEALTH_SERVICE {
+        if self.side == Side::Server && rpc_names(request.uri().path()).0 == HEALTH_SERVICE {
             return Box::pin(self.inner.call(request));
         }
-        let span = tracing::info_span!(
-            "grpc.server",
-            otel.name = %format!("{service}/{method}"),
-            otel.kind = "server",
-            otel.status_code = Empty,
-            rpc.system = "grpc",
-            rpc.service = %service,
-            rpc.method = %method,
-            rpc.grpc.status_code = Empty,
-        );
-        let parent = TraceContextPropagator::new().extract(&HeaderExtractor(request.headers()));
-        if parent.span().span_context().is_valid() {
-            let _ = span.set_parent(parent);
-        }
-        let future = {
-            let _entered = span.enter();
-            self.inner.call(request)
-        };
-        let recorder = span.clone();
-        let started = Instant::now();
-        Box::pin(
-            async move {
-                let result = future.await;
-                let code = match &result {
-                    Ok(response) => header_status(response.headers()),
-                    Err(_) => tonic::Code::Internal as i64,
-                };
-                record_status(&recorder, code);
-                record_duration("server", &service, &method, code, started);
-                result
-            }
-            .instrument(span),
-        )
-    }
-}
-
-/// Client layer: one client span per call, its W3C context injected into the metadata.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct ClientTraceLayer;
-
-impl<S> Layer<S> for ClientTraceLayer {
-    type Service = ClientTrace<S>;
-    fn layer(&self, inner: S) -> ClientTrace<S> {
-        ClientTrace { inner }
-    }
-}
-
-/// See [`ClientTraceLayer`].
-#[derive(Clone, Debug)]
-pub struct ClientTrace<S> {
-    inner: S,
-}
-
-impl<S, RB> Service<Request<Body>> for ClientTrace<S>
-where
-    S: Service<Request<Body>, Response = Response<RB>>,
-    S::Future: Send + 'static,
-{
-    type Response = S::Response;
-    type Error = S::Error;
-    type Future = BoxFuture<Result<S::Response, S::Error>>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, mut request: Request<Body>) -> Self::Future {
-        let (service, method) = {
-            let (service, method) = rpc_names(request.uri().path());
-            (service.to_string(), method.to_string())
-        };
-        let span = tracing::info_span!(
-            "grpc.client",
-            otel.name = %format!("{service}/{method}"),
-            otel.kind = "client",
-            otel.status_code = Empty,
-            rpc.system = "grpc",
-            rpc.service = %service,
-            rpc.method = %method,
-            rpc.grpc.status_code = Empty,
-        );
-        let context = span.context();
-        if context.span().span_context().is_valid() {
-            TraceContextPropagator::new().inject_context(&context, &mut HeaderInjector(request.headers_mut()));
-        }
-        let future = {
-            let _entered = span.enter();
-            self.inner.call(request)
-        };
-        let recorder = span.clone();
-        let started = Instant::now();
-        Box::pin(
-            async move {
-                let result = future.await;
-                let code = match &result {
-                    Ok(response) => header_status(response.headers()),
-                    Err(_) => tonic::Code::Unavailable as i64,
-                };
-                record_status(&recorder, code);
-                record_duration("client", &service, &method, code, started);
-                result
-            }
-            .instrument(span),
-        )
+        traced(self.side, &mut self.inner, request)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    use proptest::prelude::*;
+
+    #[test]
+    fn grpc_timeouts_parse_in_every_unit() {
+        assert_eq!(parse_timeout("800m"), Some(Duration::from_millis(800)));
+        assert_eq!(parse_timeout("5S"), Some(Duration::from_secs(5)));
+        assert_eq!(parse_timeout("2M"), Some(Duration::from_secs(120)));
+        assert_eq!(parse_timeout("1H"), Some(Duration::from_secs(3600)));
+        assert_eq!(parse_timeout("250000u"), Some(Duration::from_millis(250)));
+        assert_eq!(parse_timeout("99999999u"), Some(Duration::from_micros(99_999_999)));
+        assert_eq!(parse_timeout("99999999n"), Some(Duration::from_nanos(99_999_999)));
+        for bad in ["", "m", "5", "5x", "123456789m", "-5S", "+5S", "5.0S", "10 m", "5é"] {
+            assert_eq!(parse_timeout(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn reads_the_callers_timeout_from_the_metadata() {
+        let mut metadata = tonic::metadata::MetadataMap::new();
+        assert_eq!(timeout_of(&metadata), None);
+        metadata.insert("grpc-timeout", tonic::metadata::MetadataValue::from_static("200m"));
+        assert_eq!(timeout_of(&metadata), Some(Duration::from_millis(200)));
+        let deadline = deadline_of(&metadata).expect("a deadline");
+        assert!(deadline > Instant::now() && deadline <= Instant::now() + Duration::from_millis(200));
+    }
+
+    proptest! {
+        #[test]
+        fn any_grpc_timeout_text_is_safe(value in "\\PC{0,12}") {
+            let _ = parse_timeout(&value);
+        }
+    }
 
     #[test]
     fn splits_rpc_paths() {

@@ -1,6 +1,7 @@
 //! Logs, traces and metrics: the tracing subscriber (`RUST_LOG`, `LOG_FORMAT`), the
 //! OpenTelemetry tracer and meter providers exporting over OTLP/gRPC when an endpoint is
-//! set, and W3C trace-context helpers for work that outlives a request.
+//! set, and the [`Carrier`] that keeps a W3C trace context with work that outlives a
+//! request (with its stored JSON form).
 //!
 //! It never decides what is traced: services open spans, the gRPC layers in
 //! [`crate::grpc`] open one per call. Export failures are never logged back into the
@@ -9,7 +10,7 @@
 use crate::settings::{CommonSettings, LogFormat};
 use opentelemetry::{
     Key, KeyValue, global,
-    propagation::TextMapPropagator,
+    propagation::{Extractor, TextMapPropagator},
     trace::{TraceContextExt, TracerProvider as _},
 };
 use opentelemetry_otlp::WithExportConfig;
@@ -118,21 +119,79 @@ fn instance_id() -> String {
         .map_or_else(|| uuid::Uuid::new_v4().to_string(), |id| id.to_string())
 }
 
+/// A W3C trace context (`traceparent`, `tracestate`) carried with work that runs later:
+/// stored with a queued item, or sent along a stream. Its stored form is a JSON object
+/// of strings ([`Carrier::to_json`], [`Carrier::from_json`]).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Carrier(HashMap<String, String>);
+
+impl Carrier {
+    /// An empty carrier (no context).
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Whether it holds no context.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// The stored form: a JSON object of strings.
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::Value::Object(
+            self.0.iter().map(|(k, v)| (k.clone(), serde_json::Value::from(v.as_str()))).collect(),
+        )
+    }
+
+    /// A stored carrier; what is not a JSON object of strings is left out (tracing is best
+    /// effort: an unreadable context only loses a span link).
+    pub fn from_json(value: serde_json::Value) -> Self {
+        match value {
+            serde_json::Value::Object(map) => {
+                Self(map.into_iter().filter_map(|(k, v)| v.as_str().map(|v| (k, v.to_string()))).collect())
+            }
+            _ => Self::new(),
+        }
+    }
+}
+
+impl From<HashMap<String, String>> for Carrier {
+    fn from(map: HashMap<String, String>) -> Self {
+        Self(map)
+    }
+}
+
+impl From<Carrier> for HashMap<String, String> {
+    fn from(carrier: Carrier) -> Self {
+        carrier.0
+    }
+}
+
+impl Extractor for Carrier {
+    fn get(&self, key: &str) -> Option<&str> {
+        self.0.get(key).map(String::as_str)
+    }
+
+    fn keys(&self) -> Vec<&str> {
+        self.0.keys().map(String::as_str).collect()
+    }
+}
+
 /// The current span's W3C `traceparent` (and `tracestate`), to be stored with work that
 /// runs later; empty when there is no sampled context.
-pub fn current_context_carrier() -> HashMap<String, String> {
-    let mut carrier = HashMap::new();
+pub fn current_context_carrier() -> Carrier {
+    let mut carrier = Carrier::new();
     let context = tracing::Span::current().context();
     if context.span().span_context().is_valid() {
-        TraceContextPropagator::new().inject_context(&context, &mut carrier);
+        TraceContextPropagator::new().inject_context(&context, &mut carrier.0);
     }
     carrier
 }
 
-/// Adds a span link from `span` to the context stored in `carrier` (see
-/// [`current_context_carrier`]); does nothing when the carrier holds none. Must be called
-/// before the span is entered.
-pub fn link_to_carrier(span: &tracing::Span, carrier: &HashMap<String, String>) {
+/// Adds a span link from `span` to the context in `carrier` (a [`Carrier`], or the
+/// string map of a proto message); does nothing when the carrier holds none. Must be
+/// called before the span is entered.
+pub fn link_to_carrier(span: &tracing::Span, carrier: &dyn Extractor) {
     let context = TraceContextPropagator::new().extract(carrier);
     let linked = context.span().span_context().clone();
     if linked.is_valid() {
@@ -145,4 +204,33 @@ pub fn current_trace_id() -> Option<String> {
     let context = tracing::Span::current().context();
     let span_context = context.span().span_context().clone();
     span_context.is_valid().then(|| span_context.trace_id().to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn a_carrier_is_stored_as_a_json_object_of_strings() {
+        let carrier = Carrier::from(HashMap::from([
+            ("traceparent".to_string(), "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01".to_string()),
+            ("tracestate".to_string(), "a=b".to_string()),
+        ]));
+        let stored = carrier.to_json();
+        assert_eq!(
+            stored,
+            json!({"traceparent": "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01", "tracestate": "a=b"})
+        );
+        assert_eq!(Carrier::from_json(stored), carrier);
+        assert_eq!(Carrier::new().to_json(), json!({}));
+    }
+
+    #[test]
+    fn an_unreadable_stored_carrier_loses_only_what_is_unreadable() {
+        assert_eq!(Carrier::from_json(json!(null)), Carrier::new());
+        assert_eq!(Carrier::from_json(json!(["traceparent"])), Carrier::new());
+        let partly = Carrier::from_json(json!({"traceparent": "x", "odd": 5}));
+        assert_eq!(HashMap::from(partly), HashMap::from([("traceparent".to_string(), "x".to_string())]));
+    }
 }

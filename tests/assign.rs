@@ -2,6 +2,9 @@
 //! concurrency, deadlines, versions, and the Reassign stream of background jobs. Real
 //! PostgreSQL (a fresh database per test), real gRPC over loopback.
 
+// The harness and helpers of a test fail the test by panicking, like the tests themselves.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod support;
 
 use platform::{

@@ -3,6 +3,9 @@
 //! booking-svc). Every test asserts what a user would check: the answer, the booking, its
 //! history and the mails that reached the SMTP server (exactly the right ones, once).
 
+// The harness and helpers of a test fail the test by panicking, like the tests themselves.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod support;
 
 use platform::{

@@ -3,6 +3,9 @@
 //! 20 s twice: once on a fixed seed, once on a random one (printed: `booking-chaos --seed
 //! <seed>` replays its operations and faults). The long run is in the README.
 
+// The harness and helpers of a test fail the test by panicking, like the tests themselves.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod support;
 
 /// The seed CI always runs (its first 20 s of faults hold every kind).

@@ -3,6 +3,9 @@
 //! app produces. Each test asserts what a user sees: the answers, the bookings and the
 //! mails at the SMTP server, exactly once each.
 
+// The harness and helpers of a test fail the test by panicking, like the tests themselves.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod support;
 
 use platform::proto::{

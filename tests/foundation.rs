@@ -2,6 +2,9 @@
 //! database, reflection through the real grpcurl, trace context across a hop, and
 //! graceful shutdown.
 
+// The harness and helpers of a test fail the test by panicking, like the tests themselves.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod support;
 
 use platform::{

@@ -13,6 +13,9 @@
 //! after notify-svc got them, so stale retries must be fenced rather than dropped.
 //! Last, a short run of the benchmark binary `booking-bench` against a real stack.
 
+// The harness and helpers of a test fail the test by panicking, like the tests themselves.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod support;
 
 use platform::proto::{

@@ -2,6 +2,9 @@
 //! than once per key), a real SMTP server that is slow, down, or refuses, replicas and
 //! crashes, and staff reading the ledger. Every test counts what reached the SMTP server.
 
+// The harness and helpers of a test fail the test by panicking, like the tests themselves.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod support;
 
 use platform::{

@@ -10,6 +10,9 @@
 //! The stack test installs the process-wide OpenTelemetry providers: it is the only test
 //! in this binary that starts services.
 
+// The harness and helpers of a test fail the test by panicking, like the tests themselves.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod support;
 
 use serde_json::Value;

@@ -2,6 +2,9 @@
 //! wires (collector, Jaeger, Prometheus, Grafana), the one-command stack, and traces
 //! across the asynchronous hand-off.
 
+// The harness and helpers of a test fail the test by panicking, like the tests themselves.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod support;
 
 use serde_json::Value;

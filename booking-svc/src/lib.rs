@@ -11,7 +11,6 @@ mod error;
 mod flow;
 mod metrics;
 mod outbox;
-mod purge;
 mod reassign;
 mod release;
 mod settings;
@@ -27,6 +26,7 @@ use platform::{
         booking::v1::booking_service_server::BookingServiceServer,
         notify::v1::notify_service_client::NotifyServiceClient,
     },
+    purge::PurgeWorker,
     service::{ServiceParts, serve},
 };
 use std::sync::Arc;
@@ -103,7 +103,14 @@ pub async fn run(settings: Settings, listener: TcpListener, shutdown: Cancellati
         crash,
     );
 
-    let purge = purge::KeyPurge::new(database.clone(), settings.idempotency_retention());
+    // A key answers its first result for its retention; a request repeating a purged key
+    // is a new request.
+    let purge = PurgeWorker::new(
+        database.clone(),
+        &store::idempotency::PURGE,
+        settings.idempotency_retention(),
+        "idempotency keys",
+    );
 
     let server = GrpcServer::new((&common).into());
     let limits = server.limits();

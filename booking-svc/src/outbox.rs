@@ -4,10 +4,11 @@
 //! `FOR UPDATE SKIP LOCKED` and a lease (committed before any call), drops emails about a
 //! version that is no longer current, calls `SendOnce` with a deadline for the others,
 //! then marks the batch's rows done with their history events in one statement, and
-//! retries failures with capped exponential backoff. Woken in-process by the flows that
-//! queue emails, by `NOTIFY booking_outbox` from other replicas, and by a timer for the
-//! next due row. `SendOnce` is idempotent per (booking, kind, version), so a retry after
-//! a crash sends nothing twice.
+//! retries failures with capped exponential backoff. It runs on the shared worker loop
+//! ([`platform::worker`]), woken in-process by the flows that queue emails, by
+//! `NOTIFY booking_outbox` from other replicas, and by a timer for the next due row.
+//! `SendOnce` is idempotent per (booking, kind, version), so a retry after a crash sends
+//! nothing twice.
 
 use crate::{
     crash::{CrashHook, CrashPoint},
@@ -33,11 +34,9 @@ use platform::{
         timestamp,
     },
     telemetry::link_to_carrier,
+    worker::{self, Outcome, Schedule},
 };
-use std::{
-    sync::Arc,
-    time::{Duration, Instant},
-};
+use std::{sync::Arc, time::Duration};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
@@ -97,56 +96,28 @@ impl OutboxWorker {
         Self { db, notify, settings, metrics, crash }
     }
 
-    /// Dispatches due emails until `shutdown`; the batch in hand is finished first.
+    /// Dispatches due emails until `shutdown`; the batch in hand is finished first. The
+    /// queue's gauges are refreshed every second.
     pub async fn run(self, shutdown: CancellationToken) {
         let wake = self.db.listen(store::outbox::CHANNEL, shutdown.clone());
-        let mut last_gauge = Instant::now() - Duration::from_secs(60);
-        let mut failures = 0u32;
-        while !shutdown.is_cancelled() {
-            let wait = match self.pass().await {
-                Ok(true) => {
-                    failures = 0;
-                    Duration::ZERO
-                }
-                Ok(false) => {
-                    failures = 0;
-                    self.next_due().await.unwrap_or(self.settings.poll).min(self.settings.poll)
-                }
-                Err(error) => {
-                    failures += 1;
-                    tracing::warn!(%error, "outbox pass failed");
-                    self.settings.backoff.delay(failures).min(self.settings.poll)
-                }
-            };
-            if last_gauge.elapsed() >= Duration::from_secs(1) {
-                last_gauge = Instant::now();
-                if let Ok(client) = self.db.client().await
-                    && let Ok((depth, age)) = store::outbox::depth(&client).await
-                {
-                    self.metrics.set_outbox(depth, Duration::from_secs_f64(age.max(0.0)));
-                }
-            }
-            if wait.is_zero() {
-                continue;
-            }
-            platform::shutdown::pause(&wake, wait, &shutdown).await;
-        }
-        tracing::info!("outbox worker stopped");
+        let schedule =
+            Schedule::new(self.settings.poll, self.settings.backoff).with_housekeeping_every(Duration::from_secs(1));
+        worker::run(&self, schedule, &wake, &shutdown).await;
     }
+}
 
-    async fn next_due(&self) -> Option<Duration> {
-        let client = self.db.client().await.ok()?;
-        store::outbox::next_due(&client).await.ok().flatten()
-    }
+impl worker::Worker for OutboxWorker {
+    type Error = Error;
+    const NAME: &'static str = "outbox";
 
-    /// Claims one batch and dispatches it; returns whether anything was claimed.
-    async fn pass(&self) -> Result<bool, Error> {
+    /// Claims one batch and dispatches it.
+    async fn pass(&self) -> Result<Outcome, Error> {
         let claimed = {
             let client = self.db.client().await?;
             store::outbox::claim(&client, self.settings.batch, self.settings.lease).await?
         };
         if claimed.is_empty() {
-            return Ok(false);
+            return Ok(Outcome::Idle);
         }
         let mut tasks = tokio::task::JoinSet::new();
         for email in claimed {
@@ -166,9 +137,25 @@ impl OutboxWorker {
         // dispatched again after its lease: SendOnce answers it as a duplicate).
         let client = self.db.client().await?;
         store::outbox::finish(&client, &finished).await?;
-        Ok(true)
+        Ok(Outcome::Worked)
     }
 
+    async fn next_due(&self) -> Result<Option<Duration>, Error> {
+        let client = self.db.client().await?;
+        store::outbox::next_due(&client).await
+    }
+
+    /// Refreshes the queue depth and age gauges.
+    async fn housekeeping(&self) {
+        if let Ok(client) = self.db.client().await
+            && let Ok((depth, age)) = store::outbox::depth(&client).await
+        {
+            self.metrics.set_outbox(depth, Duration::from_secs_f64(age.max(0.0)));
+        }
+    }
+}
+
+impl OutboxWorker {
     /// Sends one claimed email (or drops it when stale) in its own root span linked to the
     /// request that queued it; how its row ends, unless it stays queued for a retry.
     async fn dispatch(&self, email: ClaimedEmail) -> Result<Option<FinishedEmail>, Error> {

@@ -2,8 +2,9 @@
 //!
 //! After a cancel it calls assign-svc's `Release` for the booking until it succeeds
 //! (assign-svc may be down when the booking is cancelled). It claims tasks with
-//! `FOR UPDATE SKIP LOCKED` and a lease, retries with capped backoff, and is woken by
-//! `NOTIFY booking_release`. It never changes a booking.
+//! `FOR UPDATE SKIP LOCKED` and a lease, retries with capped backoff, and runs on the
+//! shared worker loop ([`platform::worker`]), woken by `NOTIFY booking_release`. It never
+//! changes a booking.
 
 use crate::{
     crash::{CrashHook, CrashPoint},
@@ -16,6 +17,7 @@ use platform::{
     grpc::Channel,
     proto::assign::v1::{ReleaseRequest, assign_service_client::AssignServiceClient},
     telemetry::link_to_carrier,
+    worker::{self, Outcome, Schedule},
 };
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
@@ -51,48 +53,38 @@ impl ReleaseWorker {
     /// Releases due bookings until `shutdown`; the task in hand is finished first.
     pub async fn run(self, shutdown: CancellationToken) {
         let wake = self.db.listen(store::releases::CHANNEL, shutdown.clone());
-        let mut failures = 0u32;
-        while !shutdown.is_cancelled() {
-            let wait = match self.pass().await {
-                Ok(true) => Duration::ZERO,
-                Ok(false) => {
-                    failures = 0;
-                    let next = match self.db.client().await {
-                        Ok(client) => store::releases::next_due(&client).await.ok().flatten(),
-                        Err(_) => None,
-                    };
-                    next.unwrap_or(self.settings.poll).min(self.settings.poll)
-                }
-                Err(error) => {
-                    failures += 1;
-                    tracing::warn!(%error, "release pass failed");
-                    self.settings.backoff.delay(failures).min(self.settings.poll)
-                }
-            };
-            if wait.is_zero() {
-                continue;
-            }
-            platform::shutdown::pause(&wake, wait, &shutdown).await;
-        }
-        tracing::info!("release worker stopped");
+        let schedule = Schedule::new(self.settings.poll, self.settings.backoff);
+        worker::run(&self, schedule, &wake, &shutdown).await;
     }
+}
 
-    async fn pass(&self) -> Result<bool, Error> {
+impl worker::Worker for ReleaseWorker {
+    type Error = Error;
+    const NAME: &'static str = "release";
+
+    async fn pass(&self) -> Result<Outcome, Error> {
         let claimed = {
             let client = self.db.client().await?;
             store::releases::claim(&client, 16, self.settings.lease).await?
         };
         if claimed.is_empty() {
-            return Ok(false);
+            return Ok(Outcome::Idle);
         }
         for task in claimed {
             let span = tracing::info_span!(parent: None, "release.tables", booking.id = %task.booking_id, attempt = task.attempts);
             link_to_carrier(&span, &task.carrier);
             self.release(task).instrument(span).await?;
         }
-        Ok(true)
+        Ok(Outcome::Worked)
     }
 
+    async fn next_due(&self) -> Result<Option<Duration>, Error> {
+        let client = self.db.client().await?;
+        store::releases::next_due(&client).await
+    }
+}
+
+impl ReleaseWorker {
     async fn release(&self, task: ClaimedRelease) -> Result<(), Error> {
         let mut request = tonic::Request::new(ReleaseRequest { booking_id: task.booking_id.to_string() });
         request.set_timeout(self.settings.timeout);

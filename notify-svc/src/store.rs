@@ -1,7 +1,10 @@
 //! The SQL of the ledger, `notify.deliveries`.
 //!
 //! One function per query, each a single prepared statement, rows mapped to domain values
-//! here and nowhere else.
+//! here and nowhere else. The ledger is a leased queue ([`platform::queue`]) for claiming
+//! due deliveries and telling when the next one is due; recording an attempt's result is
+//! the ledger's own (it is fenced by the attempt number, returns the delivery and wakes the
+//! other replicas).
 //!
 //! It never sends mail and never holds a transaction open: every statement commits on its
 //! own, so no lock outlives a query (leases in `locked_until` do the rest).
@@ -11,7 +14,8 @@ use crate::{
     error::Error,
 };
 use deadpool_postgres::Client;
-use std::time::Duration;
+use platform::queue::{LeasedQueue, QueueTable, qualified};
+use std::{sync::LazyLock, time::Duration};
 use tokio_postgres::Row;
 use uuid::Uuid;
 
@@ -25,6 +29,20 @@ macro_rules! columns {
          requested_at, sent_at, last_error, next_attempt_at"
     };
 }
+
+/// The ledger as a queue of QUEUED deliveries, due at `next_attempt_at`; a claim returns
+/// [`columns!`].
+static QUEUE: LazyLock<LeasedQueue> = LazyLock::new(|| {
+    LeasedQueue::new(QueueTable {
+        table: "notify.deliveries",
+        key: &["booking_id", "kind", "version"],
+        state: "state",
+        open: "QUEUED",
+        due: "next_attempt_at",
+        returning: &qualified(columns!()),
+        join: None,
+    })
+});
 
 /// What recording a SendOnce request found.
 #[derive(Debug)]
@@ -131,22 +149,7 @@ pub async fn list(client: &Client, booking_id: Uuid) -> Result<Vec<Delivery>, Er
 /// `lease`. Commits before returning, so the caller sends without holding a lock.
 #[tracing::instrument(skip_all, fields(claimed = tracing::field::Empty))]
 pub async fn claim_due(client: &Client, limit: u32, lease: Duration) -> Result<Vec<Delivery>, Error> {
-    let statement = client
-        .prepare_cached(concat!(
-            "UPDATE notify.deliveries d",
-            " SET attempts = d.attempts + 1, locked_until = now() + $2::int8 * interval '1 millisecond'",
-            " FROM (SELECT booking_id AS due_booking_id, kind AS due_kind, version AS due_version",
-            "  FROM notify.deliveries",
-            "  WHERE state = 'QUEUED' AND next_attempt_at <= now() AND (locked_until IS NULL OR locked_until <= now())",
-            "  ORDER BY next_attempt_at",
-            "  LIMIT $1",
-            "  FOR UPDATE SKIP LOCKED) due",
-            " WHERE d.booking_id = due.due_booking_id AND d.kind = due.due_kind AND d.version = due.due_version",
-            " RETURNING ",
-            columns!()
-        ))
-        .await?;
-    let rows = client.query(&statement, &[&i64::from(limit), &millis(lease)]).await?;
+    let rows = QUEUE.claim(client, i64::from(limit), lease).await?;
     tracing::Span::current().record("claimed", rows.len());
     rows.iter().map(delivery).collect()
 }
@@ -155,15 +158,7 @@ pub async fn claim_due(client: &Client, limit: u32, lease: Duration) -> Result<V
 /// of its lease, whichever is later); `None` when nothing is queued.
 #[tracing::instrument(skip_all)]
 pub async fn next_due_in(client: &Client) -> Result<Option<Duration>, Error> {
-    let statement = client
-        .prepare_cached(concat!(
-            "SELECT EXTRACT(EPOCH FROM (MIN(GREATEST(next_attempt_at, COALESCE(locked_until, next_attempt_at))) - now()))::float8",
-            " FROM notify.deliveries WHERE state = 'QUEUED'"
-        ))
-        .await?;
-    let row = client.query_one(&statement, &[]).await?;
-    let seconds: Option<f64> = row.try_get(0)?;
-    Ok(seconds.map(|s| Duration::try_from_secs_f64(s.max(0.0)).unwrap_or(Duration::MAX)))
+    Ok(QUEUE.next_due(client).await?)
 }
 
 /// Records that attempt `attempt` delivered `key`. A success is recorded even if the

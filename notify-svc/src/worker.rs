@@ -1,15 +1,19 @@
 //! The delivery worker: retries every delivery that waits.
 //!
 //! Claims due QUEUED deliveries (`FOR UPDATE SKIP LOCKED` plus a lease, committed before
-//! sending), sends them, records the results, and sleeps until the next delivery is due,
-//! a `NOTIFY` arrives, or its poll interval passes. Any number of replicas run one each
-//! and share the work.
+//! sending), sends them and records the results. It runs on the shared worker loop
+//! ([`platform::worker`]): it sleeps until the next delivery is due, a `NOTIFY` arrives,
+//! or its poll interval passes. Any number of replicas run one each and share the work.
 //!
 //! It never holds a lock or transaction across a send, and stops after its current round
 //! when shutdown is signalled.
 
 use crate::{error::Error, sender::Sender, store};
-use platform::{backoff::Backoff, db::Database};
+use platform::{
+    backoff::Backoff,
+    db::Database,
+    worker::{self, Outcome, Schedule},
+};
 use std::{sync::Arc, time::Duration};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
@@ -38,14 +42,6 @@ pub struct Worker {
     settings: WorkerSettings,
 }
 
-/// What one round did.
-enum Round {
-    /// Claimed and attempted some deliveries.
-    Worked,
-    /// Nothing was due; the next one is due in this long (`None`: nothing queued).
-    Idle(Option<Duration>),
-}
-
 impl Worker {
     /// A worker sending through `sender`.
     pub fn new(database: Database, sender: Sender, settings: WorkerSettings) -> Self {
@@ -54,42 +50,26 @@ impl Worker {
 
     /// Runs rounds until `shutdown`; `wake` is notified on `NOTIFY notify_deliveries`.
     pub async fn run(self, wake: Arc<Notify>, shutdown: CancellationToken) {
-        let mut failures = 0;
         tracing::info!(lease = ?self.settings.lease, batch = self.settings.batch, "delivery worker started");
-        while !shutdown.is_cancelled() {
-            let pause = match self.round().await {
-                Ok(Round::Worked) => {
-                    failures = 0;
-                    continue;
-                }
-                Ok(Round::Idle(next_due)) => {
-                    failures = 0;
-                    next_due.map_or(self.settings.poll, |due| due.min(self.settings.poll)).max(MIN_PAUSE)
-                }
-                Err(error) => {
-                    failures += 1;
-                    let pause = ERROR_BACKOFF.delay(failures);
-                    tracing::warn!(%error, failures, retry_in = ?pause, "delivery worker round failed");
-                    pause
-                }
-            };
-            platform::shutdown::pause(&wake, pause, &shutdown).await;
-        }
-        tracing::info!("delivery worker stopped");
+        let schedule = Schedule::new(self.settings.poll, ERROR_BACKOFF).with_min_idle(MIN_PAUSE);
+        worker::run(&self, schedule, &wake, &shutdown).await;
     }
+}
 
-    /// Claims due deliveries and attempts them all (concurrently), or reports when the
-    /// next one is due.
-    #[tracing::instrument(skip_all, fields(claimed = tracing::field::Empty))]
-    async fn round(&self) -> Result<Round, Error> {
+impl worker::Worker for Worker {
+    type Error = Error;
+    const NAME: &'static str = "delivery";
+
+    /// Claims due deliveries and attempts them all (concurrently).
+    #[tracing::instrument(name = "round", skip_all, fields(claimed = tracing::field::Empty))]
+    async fn pass(&self) -> Result<Outcome, Error> {
         let claimed = {
             let client = self.database.client().await?;
-            let claimed = store::claim_due(&client, self.settings.batch, self.settings.lease).await?;
-            if claimed.is_empty() {
-                return Ok(Round::Idle(store::next_due_in(&client).await?));
-            }
-            claimed
+            store::claim_due(&client, self.settings.batch, self.settings.lease).await?
         };
+        if claimed.is_empty() {
+            return Ok(Outcome::Idle);
+        }
         let count = claimed.len();
         tracing::Span::current().record("claimed", count);
         let attempts: Vec<_> = claimed.into_iter().map(|delivery| self.sender.spawn(delivery)).collect();
@@ -100,6 +80,11 @@ impl Worker {
                 Err(error) => tracing::error!(%error, "delivery attempt task failed"),
             }
         }
-        Ok(Round::Worked)
+        Ok(Outcome::Worked)
+    }
+
+    async fn next_due(&self) -> Result<Option<Duration>, Error> {
+        let client = self.database.client().await?;
+        store::next_due_in(&client).await
     }
 }

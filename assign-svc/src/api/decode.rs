@@ -1,8 +1,7 @@
 //! Requests and stream commands as domain values: the edge where proto becomes domain.
 //!
-//! Names every wrong field in one `google.rpc.BadRequest` (paths as in the proto), and
-//! reads the caller's deadline from `grpc-timeout`. It must never call the domain or the
-//! database.
+//! Names every wrong field in one `google.rpc.BadRequest` (paths as in the proto). It must
+//! never call the domain or the database.
 
 use crate::{
     domain::{
@@ -15,27 +14,7 @@ use platform::{
     proto::{assign::v1 as pb, std_duration, system_time},
     status::Violations,
 };
-use std::time::Duration;
 use tonic::Status;
-
-/// Parses a `grpc-timeout` header value: up to 8 digits and a unit (H, M, S, m, u, n).
-pub(super) fn parse_grpc_timeout(value: &str) -> Option<Duration> {
-    let split = value.len().checked_sub(1)?;
-    let (digits, unit) = value.split_at(split);
-    if digits.is_empty() || digits.len() > 8 || !digits.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    let amount: u64 = digits.parse().ok()?;
-    Some(match unit {
-        "H" => Duration::from_secs(amount * 3600),
-        "M" => Duration::from_secs(amount * 60),
-        "S" => Duration::from_secs(amount),
-        "m" => Duration::from_millis(amount),
-        "u" => Duration::from_micros(amount),
-        "n" => Duration::from_nanos(amount),
-        _ => return None,
-    })
-}
 
 /// Parses an `AssignRequest`; field paths start with `prefix` (e.g. `submit.`).
 pub(super) fn parse_assign(request: &pb::AssignRequest, prefix: &str) -> Result<AssignRequest, Violations> {
@@ -148,18 +127,6 @@ pub(super) fn reassign_command(message: Result<pb::ReassignRequest, Status>) -> 
 mod tests {
     use super::*;
     use platform::status::violated_fields;
-
-    #[test]
-    fn reads_grpc_timeouts() {
-        assert_eq!(parse_grpc_timeout("200m"), Some(Duration::from_millis(200)));
-        assert_eq!(parse_grpc_timeout("3S"), Some(Duration::from_secs(3)));
-        assert_eq!(parse_grpc_timeout("1H"), Some(Duration::from_secs(3600)));
-        assert_eq!(parse_grpc_timeout("99999999u"), Some(Duration::from_micros(99_999_999)));
-        assert_eq!(parse_grpc_timeout("123456789m"), None, "at most 8 digits");
-        assert_eq!(parse_grpc_timeout("m"), None);
-        assert_eq!(parse_grpc_timeout("12x"), None);
-        assert_eq!(parse_grpc_timeout(""), None);
-    }
 
     #[test]
     fn names_every_wrong_assign_field() {

@@ -15,7 +15,7 @@ use crate::{
     metrics::Metrics,
     reassign::{hub::Hub, session::Session},
 };
-use decode::{parse_assign, parse_grpc_timeout, parse_plan, parse_restaurant, reassign_command};
+use decode::{parse_assign, parse_plan, parse_restaurant, reassign_command};
 use encode::{encode_assignment, encode_plan, reply};
 use platform::{
     proto::assign::v1::{self as pb, assign_service_server::AssignService},
@@ -50,7 +50,7 @@ impl Api {
 
     /// The budget of a call: the caller's `grpc-timeout`, or the server's limit if shorter.
     fn budget(&self, metadata: &MetadataMap) -> Budget {
-        let caller = metadata.get("grpc-timeout").and_then(|value| value.to_str().ok()).and_then(parse_grpc_timeout);
+        let caller = platform::grpc::timeout_of(metadata);
         Budget::within(caller.map_or(self.server_timeout, |caller| caller.min(self.server_timeout)))
     }
 }

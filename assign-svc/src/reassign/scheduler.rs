@@ -2,17 +2,23 @@
 //!
 //! Claims due jobs with `FOR UPDATE SKIP LOCKED` and a lease (so replicas share the work
 //! and a dead replica's jobs are taken over when its lease ends), attempts each with the
-//! same transaction as `Assign`, and sleeps until the next job is due or freed capacity
-//! wakes it (PostgreSQL NOTIFY from any replica). It must never hold a row lock while it
-//! waits, and it stops after its current batch when shutdown is requested.
+//! same transaction as `Assign`, and, on the shared worker loop ([`platform::worker`]),
+//! sleeps until the next job is due or freed capacity wakes it (PostgreSQL NOTIFY from any
+//! replica). It must never hold a row lock while it waits, and it stops after its current
+//! batch when shutdown is requested.
 
 use crate::{
     assigner::{Assigner, Attempt, Budget, JobContext},
     domain::RetryPolicy,
+    error::Error,
     metrics::Metrics,
     store::{self, jobs::ClaimedJob},
 };
-use platform::db::Database;
+use platform::{
+    backoff::Backoff,
+    db::Database,
+    worker::{self, Outcome, Schedule},
+};
 use std::time::{Duration, SystemTime};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
@@ -22,7 +28,7 @@ use tracing::Instrument;
 const MAX_IDLE: Duration = Duration::from_secs(5);
 /// Time budget of one attempt.
 const ATTEMPT_BUDGET: Duration = Duration::from_secs(10);
-/// Pause after the database failed.
+/// Longest pause after the database failed (half of it at least, jittered).
 const ERROR_PAUSE: Duration = Duration::from_secs(1);
 /// Shortest sleep when nothing could be claimed although a job is due (another replica
 /// is claiming it right now), so an idle scheduler never spins.
@@ -49,58 +55,45 @@ impl Scheduler {
     /// Runs until `shutdown`, finishing the batch in hand.
     pub async fn run(self, shutdown: CancellationToken) {
         let wake = self.database.listen(store::notify::WAKE_CHANNEL, shutdown.clone());
-        while !shutdown.is_cancelled() {
-            let claimed = async {
-                let client = self.database.client().await?;
-                store::jobs::claim_due_jobs(&client, i64::from(self.concurrency), self.lease.as_millis() as i64).await
-            }
-            .await;
-            let jobs = match claimed {
-                Ok(jobs) => jobs,
-                Err(error) => {
-                    tracing::warn!(%error, "could not claim reassign jobs");
-                    tokio::select! {
-                        _ = tokio::time::sleep(ERROR_PAUSE) => {}
-                        _ = shutdown.cancelled() => {}
-                    }
-                    continue;
-                }
-            };
-            if jobs.is_empty() {
-                let idle = self.idle_time().await;
-                platform::shutdown::pause(&wake, idle, &shutdown).await;
-                continue;
-            }
-            let mut batch = JoinSet::new();
-            for job in jobs {
-                let scheduler = self.clone();
-                batch.spawn(async move { scheduler.attempt(job).await });
-            }
-            while batch.join_next().await.is_some() {}
-        }
+        let schedule = Schedule::new(MAX_IDLE, Backoff::new(ERROR_PAUSE, ERROR_PAUSE)).with_min_idle(MIN_IDLE);
+        worker::run(&self, schedule, &wake, &shutdown).await;
     }
+}
 
-    /// How long to sleep: until the earliest waiting job is due, at most [`MAX_IDLE`].
-    async fn idle_time(&self) -> Duration {
-        let waiting = async {
+impl worker::Worker for Scheduler {
+    type Error = Error;
+    const NAME: &'static str = "reassign scheduler";
+
+    /// Claims due jobs and attempts them all at once.
+    async fn pass(&self) -> Result<Outcome, Error> {
+        let jobs = {
             let client = self.database.client().await?;
-            store::jobs::waiting_jobs(&client).await
+            store::jobs::claim_due_jobs(&client, i64::from(self.concurrency), self.lease.as_millis() as i64).await?
+        };
+        if jobs.is_empty() {
+            return Ok(Outcome::Idle);
         }
-        .await;
-        match waiting {
-            Ok((count, due_in)) => {
-                self.metrics.set_jobs_waiting(count);
-                due_in.filter(|seconds| seconds.is_finite()).map_or(MAX_IDLE, |seconds| {
-                    Duration::from_secs_f64(seconds.clamp(MIN_IDLE.as_secs_f64(), MAX_IDLE.as_secs_f64()))
-                })
-            }
-            Err(error) => {
-                tracing::warn!(%error, "could not count waiting jobs");
-                ERROR_PAUSE
-            }
+        let mut batch = JoinSet::new();
+        for job in jobs {
+            let scheduler = self.clone();
+            batch.spawn(async move { scheduler.attempt(job).await });
         }
+        while batch.join_next().await.is_some() {}
+        Ok(Outcome::Worked)
     }
 
+    /// When the earliest waiting job is due; refreshes the waiting-jobs gauge.
+    async fn next_due(&self) -> Result<Option<Duration>, Error> {
+        let client = self.database.client().await?;
+        let (count, due_in) = store::jobs::waiting_jobs(&client).await?;
+        self.metrics.set_jobs_waiting(count);
+        Ok(due_in
+            .filter(|seconds| seconds.is_finite())
+            .map(|seconds| Duration::try_from_secs_f64(seconds.max(0.0)).unwrap_or(MAX_IDLE)))
+    }
+}
+
+impl Scheduler {
     /// One attempt of a claimed job, in a trace of its own linked to the request that
     /// submitted the job; its outcome is recorded and published by the transaction itself,
     /// with this attempt's trace context.

@@ -117,7 +117,7 @@ impl Session {
             attempt,
             last_error,
             kind,
-            trace_context: here.clone(),
+            trace_context: here.clone().into(),
         };
         let answer = match answer {
             SubmitAnswer::Released { released_version } => Some(update(

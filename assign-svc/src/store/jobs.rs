@@ -14,7 +14,7 @@ use crate::{
     error::Error,
 };
 use deadpool_postgres::{ClientWrapper, GenericClient, Transaction};
-use platform::{db::Prepared, params};
+use platform::{db::Prepared, params, telemetry::Carrier};
 use std::collections::HashMap;
 use std::time::SystemTime;
 use tokio_postgres::Row;
@@ -32,7 +32,7 @@ pub struct ClaimedJob {
     /// The lease.
     pub lease_id: Uuid,
     /// W3C trace context of the request that submitted the job.
-    pub trace_context: HashMap<String, String>,
+    pub trace_context: Carrier,
 }
 
 /// Whether this process still holds a claimed job's lease and the job still waits (a row
@@ -165,36 +165,18 @@ fn claimed_job(row: &Row) -> Result<ClaimedJob, Error> {
         attempts: row.try_get("attempts")?,
         wakes: row.try_get("wakes")?,
         lease_id: row.try_get("lease_id")?,
-        trace_context: carrier_from(row.try_get("trace_context")?),
+        trace_context: Carrier::from_json(row.try_get("trace_context")?),
     })
-}
-
-/// A stored trace-context carrier (a JSON object of strings).
-fn carrier_from(value: serde_json::Value) -> HashMap<String, String> {
-    match value {
-        serde_json::Value::Object(map) => {
-            map.into_iter().filter_map(|(k, v)| v.as_str().map(|v| (k, v.to_string()))).collect()
-        }
-        _ => HashMap::new(),
-    }
-}
-
-fn carrier_json(carrier: &HashMap<String, String>) -> serde_json::Value {
-    serde_json::Value::Object(carrier.iter().map(|(k, v)| (k.clone(), serde_json::Value::from(v.as_str()))).collect())
 }
 
 /// Remembers the trace context of the attempt a leased job is making, so the update it
 /// publishes carries it.
 #[tracing::instrument(level = "debug", skip_all)]
-pub async fn set_attempt_context(
-    client: &ClientWrapper,
-    job: &ClaimedJob,
-    carrier: &HashMap<String, String>,
-) -> Result<(), Error> {
+pub async fn set_attempt_context(client: &ClientWrapper, job: &ClaimedJob, carrier: &Carrier) -> Result<(), Error> {
     let statement = client
         .prepare_cached("UPDATE assign.jobs SET attempt_trace_context = $3 WHERE booking_id = $1 AND lease_id = $2")
         .await?;
-    client.execute(&statement, &[&job.request.booking_id.uuid(), &job.lease_id, &carrier_json(carrier)]).await?;
+    client.execute(&statement, &[&job.request.booking_id.uuid(), &job.lease_id, &carrier.to_json()]).await?;
     Ok(())
 }
 
@@ -264,7 +246,7 @@ pub async fn job_payload(client: &ClientWrapper, booking_id: BookingId) -> Resul
         a: row.try_get("attempts")?,
         n: row.try_get("next_us")?,
         e: row.try_get("last_error")?,
-        t: carrier_from(row.try_get("attempt_trace_context")?),
+        t: Carrier::from_json(row.try_get("attempt_trace_context")?).into(),
     }))
 }
 
@@ -313,7 +295,7 @@ pub async fn put_job(
             &(request.party_size.get() as i32),
             &request.slot.start(),
             &request.slot.end(),
-            &carrier_json(trace_context),
+            &Carrier::from(trace_context.clone()).to_json(),
         ],
     )
     .await?;

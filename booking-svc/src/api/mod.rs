@@ -10,15 +10,15 @@ mod encode;
 use crate::{flow::Flow, metrics::Metrics};
 use decode::{parse_cancel, parse_create, parse_edit, parse_id, parse_list};
 use encode::{encode_answer, encode_booking, json_struct};
-use platform::proto::{
-    booking::v1::{self as pb, booking_service_server::BookingService},
-    timestamp,
+use platform::{
+    grpc::deadline_of,
+    proto::{
+        booking::v1::{self as pb, booking_service_server::BookingService},
+        timestamp,
+    },
 };
-use std::{
-    sync::Arc,
-    time::{Duration, Instant, SystemTime},
-};
-use tonic::{Request, Response, Status, metadata::MetadataMap};
+use std::{sync::Arc, time::SystemTime};
+use tonic::{Request, Response, Status};
 
 /// The gRPC face of the service.
 pub struct Api {
@@ -38,7 +38,7 @@ impl BookingService for Api {
         &self,
         request: Request<pb::CreateBookingRequest>,
     ) -> Result<Response<pb::CreateBookingResponse>, Status> {
-        let deadline = caller_deadline(request.metadata());
+        let deadline = deadline_of(request.metadata());
         let request = request.into_inner();
         // Kept only when the request has a key: then it may be a retry (below).
         let keyed = (!request.idempotency_key.is_empty()).then(|| request.clone());
@@ -65,7 +65,7 @@ impl BookingService for Api {
         &self,
         request: Request<pb::EditBookingRequest>,
     ) -> Result<Response<pb::EditBookingResponse>, Status> {
-        let deadline = caller_deadline(request.metadata());
+        let deadline = deadline_of(request.metadata());
         let request = request.into_inner();
         // Kept only when the request has a key: then it may be a retry (below).
         let keyed = (!request.idempotency_key.is_empty()).then(|| request.clone());
@@ -137,47 +137,5 @@ impl BookingService for Api {
             })
             .collect();
         Ok(Response::new(pb::GetBookingHistoryResponse { events }))
-    }
-}
-
-/// When the caller stops waiting, from its `grpc-timeout` metadata.
-fn caller_deadline(metadata: &MetadataMap) -> Option<Instant> {
-    let value = metadata.get("grpc-timeout")?.to_str().ok()?;
-    parse_grpc_timeout(value).map(|timeout| Instant::now() + timeout)
-}
-
-/// Parses a `grpc-timeout` value (at most 8 digits and a unit: H M S m u n).
-fn parse_grpc_timeout(value: &str) -> Option<Duration> {
-    if value.len() < 2 || value.len() > 9 || !value.is_ascii() {
-        return None;
-    }
-    let (digits, unit) = value.split_at(value.len() - 1);
-    let n: u64 = digits.parse().ok()?;
-    Some(match unit {
-        "H" => Duration::from_secs(n.checked_mul(3600)?),
-        "M" => Duration::from_secs(n.checked_mul(60)?),
-        "S" => Duration::from_secs(n),
-        "m" => Duration::from_millis(n),
-        "u" => Duration::from_micros(n),
-        "n" => Duration::from_nanos(n),
-        _ => return None,
-    })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn grpc_timeouts_parse_in_every_unit() {
-        assert_eq!(parse_grpc_timeout("800m"), Some(Duration::from_millis(800)));
-        assert_eq!(parse_grpc_timeout("5S"), Some(Duration::from_secs(5)));
-        assert_eq!(parse_grpc_timeout("2M"), Some(Duration::from_secs(120)));
-        assert_eq!(parse_grpc_timeout("1H"), Some(Duration::from_secs(3600)));
-        assert_eq!(parse_grpc_timeout("250000u"), Some(Duration::from_millis(250)));
-        assert_eq!(parse_grpc_timeout("99999999n"), Some(Duration::from_nanos(99_999_999)));
-        for bad in ["", "m", "5", "5x", "123456789S", "-5S", "5.0S"] {
-            assert_eq!(parse_grpc_timeout(bad), None, "{bad}");
-        }
     }
 }

@@ -125,7 +125,7 @@ impl Dispatcher {
     /// Sends a command, with the W3C context of the request it is about (empty for none).
     pub(super) fn send(&mut self, command: StreamCommand, trace_context: Carrier) {
         if let Some(outgoing) = &self.outgoing
-            && outgoing.send(ReassignRequest { command: Some(command), trace_context }).is_err()
+            && outgoing.send(ReassignRequest { command: Some(command), trace_context: trace_context.into() }).is_err()
         {
             self.outgoing = None;
         }

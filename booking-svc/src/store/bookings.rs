@@ -4,7 +4,7 @@
 //! [`super::jobs`] turns it into a reassign job when the request records a PENDING result
 //! or dies before recording.
 
-use super::{Carrier, Result, carrier_json, detail_json, duration_s, history, outbox, secs};
+use super::{Carrier, Result, detail_json, duration_s, history, outbox, secs};
 use crate::domain::{
     Booking, BookingStatus, EmailKind, Event,
     emails::EmailPayload,
@@ -99,7 +99,7 @@ pub async fn insert(
             b.updated_at,
             secs(due_in),
             suppress_emails,
-            carrier_json(carrier),
+            carrier.to_json(),
         ],
     ))
 }
@@ -152,7 +152,7 @@ pub async fn apply_edit(
             b.updated_at,
             secs(due_in),
             suppress_emails,
-            carrier_json(carrier),
+            carrier.to_json(),
             kind,
             version,
             detail,
@@ -223,7 +223,7 @@ pub async fn confirm_inline(
             first_detail,
             kind,
             payload,
-            carrier_json(carrier),
+            carrier.to_json(),
             queued_type,
             queued_detail,
             later,

@@ -1,12 +1,22 @@
 //! The idempotency table: which request each key stood for and the answer it got.
 
-use super::{Result, secs};
+use super::Result;
 use crate::error::Error;
 use deadpool_postgres::GenericClient;
-use platform::{db::Prepared, params};
+use platform::{
+    db::Prepared,
+    params,
+    purge::{Purge, PurgeTable},
+};
 use serde_json::Value;
-use std::time::Duration;
+use std::sync::LazyLock;
 use uuid::Uuid;
+
+/// Deletes keys past their retention, oldest first ([`platform::purge`]); a key ends its
+/// life when its retention has passed since it was first used.
+pub static PURGE: LazyLock<Purge> = LazyLock::new(|| {
+    Purge::new(PurgeTable { table: "booking.idempotency", key: &["rpc", "key"], age: "created_at", finished: None })
+});
 
 /// What an idempotency key already stands for.
 pub struct KeyUse {
@@ -48,19 +58,6 @@ pub async fn find(db: &impl GenericClient, rpc: &str, key: &str) -> Result<Optio
         .await?;
     let Some(row) = db.query_opt(&select, &[&rpc, &key]).await? else { return Ok(None) };
     Ok(Some(KeyUse { fingerprint: row.try_get(0)?, booking_id: row.try_get(1)?, response: row.try_get(2)? }))
-}
-
-/// Deletes up to `limit` idempotency keys older than `retention`, oldest first; returns how
-/// many.
-pub async fn purge(db: &impl GenericClient, retention: Duration, limit: i64) -> Result<u64> {
-    let stmt = db
-        .prepare_cached(
-            "DELETE FROM booking.idempotency WHERE (rpc, key) IN ( \
-               SELECT rpc, key FROM booking.idempotency \
-               WHERE created_at < now() - $1::float8 * interval '1 second' ORDER BY created_at LIMIT $2)",
-        )
-        .await?;
-    Ok(db.execute(&stmt, &[&secs(retention), &limit]).await?)
 }
 
 /// Stores the answer given for a key.

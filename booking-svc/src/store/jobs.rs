@@ -4,7 +4,7 @@
 //! a version's hand-off (in the booking row): when the request records that the booking
 //! stays PENDING, or when the request died and the dispatcher adopts it.
 
-use super::{Carrier, Result, carrier_from, due_in, secs};
+use super::{Carrier, Result, due_in, secs};
 use crate::domain::reassign::JobState;
 use deadpool_postgres::GenericClient;
 use platform::{db::Prepared, params};
@@ -199,7 +199,7 @@ pub async fn claim(db: &impl GenericClient, owner: Uuid, limit: i64, lease: Dura
                 recorded: r.try_get(2)?,
                 attempts: r.try_get(3)?,
                 created_at: r.try_get(4)?,
-                carrier: carrier_from(r.try_get(5)?),
+                carrier: Carrier::from_json(r.try_get(5)?),
                 restaurant_id: r.try_get(6)?,
                 party_size: r.try_get(7)?,
                 start_time: r.try_get(8)?,

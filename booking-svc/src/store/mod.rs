@@ -17,26 +17,15 @@ pub mod releases;
 
 use crate::{domain::Event, error::Error};
 use serde_json::Value;
-use std::{collections::HashMap, time::Duration};
+use std::time::Duration;
+
+pub use platform::telemetry::Carrier;
 
 type Result<T> = std::result::Result<T, Error>;
-
-/// A stored W3C trace-context carrier.
-pub type Carrier = HashMap<String, String>;
 
 /// A duration as a `float8` parameter, in seconds.
 fn secs(d: Duration) -> f64 {
     d.as_secs_f64()
-}
-
-/// The stored form of a trace-context carrier.
-fn carrier_json(carrier: &Carrier) -> Value {
-    serde_json::to_value(carrier).unwrap_or(Value::Object(Default::default()))
-}
-
-/// A stored trace-context carrier (empty when unreadable: tracing is best effort).
-fn carrier_from(value: Value) -> Carrier {
-    serde_json::from_value(value).unwrap_or_default()
 }
 
 /// The stored form of an event's detail.

@@ -1,18 +1,38 @@
 //! The outbox table: the emails to send, one per (booking, kind, version).
 //!
-//! The outbox worker claims them with a lease and ends them with their history events.
+//! A leased queue ([`platform::queue`]): the outbox worker claims emails with a lease and
+//! ends them with their history events. The claim also reads the booking's current
+//! version and status; the end of a batch is this queue's own statement, since it appends
+//! the history events of the whole batch with it.
 
-use super::{Carrier, Result, carrier_from, carrier_json, detail_json, due_in, secs};
+use super::{Carrier, Result, detail_json};
 use crate::domain::{BookingStatus, EmailKind, Event, emails::EmailPayload};
 use crate::error::Error;
 use deadpool_postgres::GenericClient;
-use platform::{db::Prepared, params};
+use platform::{
+    db::Prepared,
+    params,
+    queue::{LeasedQueue, QueueTable},
+};
 use serde_json::Value;
-use std::time::Duration;
+use std::{sync::LazyLock, time::Duration};
 use uuid::Uuid;
 
 /// Channel woken when an email becomes due.
 pub const CHANNEL: &str = "booking_outbox";
+
+/// The queue's statements; a claim returns the email and its booking's version and status.
+static QUEUE: LazyLock<LeasedQueue> = LazyLock::new(|| {
+    LeasedQueue::new(QueueTable {
+        table: "booking.outbox",
+        key: &["id"],
+        state: "state",
+        open: "QUEUED",
+        due: "due_at",
+        returning: "q.id, q.booking_id, q.version, q.kind, q.payload, q.attempts, q.trace_context, b.version, b.status",
+        join: Some(("booking.bookings b", "b.id = q.booking_id")),
+    })
+});
 
 /// The stored form of an email's payload.
 pub(super) fn payload_json(payload: &EmailPayload) -> Result<Value> {
@@ -36,7 +56,7 @@ pub async fn enqueue(
         )
         .await?;
     let payload = payload_json(payload)?;
-    Ok(db.execute(&stmt, &[&booking_id, &version, &kind.as_str(), &payload, &carrier_json(carrier)]).await? == 1)
+    Ok(db.execute(&stmt, &[&booking_id, &version, &kind.as_str(), &payload, &carrier.to_json()]).await? == 1)
 }
 
 /// Queues one email unless its (booking, kind, version) is already queued, and when it
@@ -66,7 +86,7 @@ pub async fn enqueue_statement(
             version,
             kind.as_str(),
             payload,
-            carrier_json(carrier),
+            carrier.to_json(),
             event.kind().as_str(),
             event.version,
             detail_json(event)?
@@ -89,18 +109,7 @@ pub struct ClaimedEmail {
 
 /// Claims up to `limit` due emails for `lease` (`SKIP LOCKED`: replicas share the work).
 pub async fn claim(db: &impl GenericClient, limit: i64, lease: Duration) -> Result<Vec<ClaimedEmail>> {
-    let stmt = db
-        .prepare_cached(
-            "WITH due AS ( \
-               SELECT id FROM booking.outbox \
-               WHERE state = 'QUEUED' AND due_at <= now() AND (locked_until IS NULL OR locked_until <= now()) \
-               ORDER BY due_at LIMIT $1 FOR UPDATE SKIP LOCKED) \
-             UPDATE booking.outbox o SET locked_until = now() + $2::float8 * interval '1 second', attempts = o.attempts + 1 \
-             FROM due, booking.bookings b WHERE o.id = due.id AND b.id = o.booking_id \
-             RETURNING o.id, o.booking_id, o.version, o.kind, o.payload, o.attempts, o.trace_context, b.version, b.status",
-        )
-        .await?;
-    let rows = db.query(&stmt, &[&limit, &secs(lease)]).await?;
+    let rows = QUEUE.claim(db, limit, lease).await?;
     rows.iter()
         .map(|r| {
             let kind: String = r.try_get(3)?;
@@ -113,7 +122,7 @@ pub async fn claim(db: &impl GenericClient, limit: i64, lease: Duration) -> Resu
                 payload: serde_json::from_value(r.try_get(4)?)
                     .map_err(|e| Error::corrupt(format!("email payload: {e}")))?,
                 attempts: r.try_get(5)?,
-                carrier: carrier_from(r.try_get(6)?),
+                carrier: Carrier::from_json(r.try_get(6)?),
                 current_version: r.try_get(7)?,
                 current_status: BookingStatus::from_stored(&status)
                     .ok_or_else(|| Error::corrupt("unknown booking status"))?,
@@ -164,26 +173,13 @@ pub async fn finish(db: &impl GenericClient, finished: &[FinishedEmail]) -> Resu
 
 /// Puts an email back for another try after `delay`.
 pub async fn retry(db: &impl GenericClient, id: i64, delay: Duration, error: &str) -> Result<()> {
-    let stmt = db
-        .prepare_cached(
-            "UPDATE booking.outbox SET due_at = now() + $2::float8 * interval '1 second', locked_until = NULL, last_error = $3 \
-             WHERE id = $1 AND state = 'QUEUED'",
-        )
-        .await?;
-    db.execute(&stmt, &[&id, &secs(delay), &error]).await?;
+    QUEUE.retry(db, &[&id], delay, error).await?;
     Ok(())
 }
 
 /// How long until a queued email can be claimed (`None`: nothing queued).
 pub async fn next_due(db: &impl GenericClient) -> Result<Option<Duration>> {
-    let stmt = db
-        .prepare_cached(
-            "SELECT EXTRACT(EPOCH FROM min(GREATEST(due_at, COALESCE(locked_until, due_at))) - now())::float8 \
-             FROM booking.outbox WHERE state = 'QUEUED'",
-        )
-        .await?;
-    let seconds: Option<f64> = db.query_one(&stmt, &[]).await?.try_get(0)?;
-    Ok(due_in(seconds))
+    Ok(QUEUE.next_due(db).await?)
 }
 
 /// Queued emails and the age of the oldest, in seconds.

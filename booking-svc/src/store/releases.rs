@@ -1,14 +1,28 @@
 //! The release tasks table: one task per cancelled booking whose tables to free.
 //!
-//! The release worker claims them with a lease.
+//! A leased queue ([`platform::queue`]): the release worker claims tasks with a lease.
 
-use super::{Carrier, Result, carrier_from, carrier_json, due_in, secs};
+use super::{Carrier, Result};
 use deadpool_postgres::GenericClient;
-use std::time::Duration;
+use platform::queue::{LeasedQueue, QueueTable};
+use std::{sync::LazyLock, time::Duration};
 use uuid::Uuid;
 
 /// Channel woken when a release task is written.
 pub const CHANNEL: &str = "booking_release";
+
+/// The queue's statements.
+static QUEUE: LazyLock<LeasedQueue> = LazyLock::new(|| {
+    LeasedQueue::new(QueueTable {
+        table: "booking.release_tasks",
+        key: &["booking_id"],
+        state: "state",
+        open: "OPEN",
+        due: "due_at",
+        returning: "q.booking_id, q.attempts, q.trace_context",
+        join: None,
+    })
+});
 
 /// Writes (or re-opens) the task that releases a cancelled booking's tables.
 pub async fn enqueue(db: &impl GenericClient, booking_id: Uuid, carrier: &Carrier) -> Result<()> {
@@ -18,7 +32,7 @@ pub async fn enqueue(db: &impl GenericClient, booking_id: Uuid, carrier: &Carrie
              ON CONFLICT (booking_id) DO UPDATE SET state = 'OPEN', due_at = now(), locked_until = NULL, finished_at = NULL",
         )
         .await?;
-    db.execute(&stmt, &[&booking_id, &carrier_json(carrier)]).await?;
+    db.execute(&stmt, &[&booking_id, &carrier.to_json()]).await?;
     Ok(())
 }
 
@@ -31,23 +45,13 @@ pub struct ClaimedRelease {
 
 /// Claims up to `limit` due release tasks for `lease`.
 pub async fn claim(db: &impl GenericClient, limit: i64, lease: Duration) -> Result<Vec<ClaimedRelease>> {
-    let stmt = db
-        .prepare_cached(
-            "WITH due AS ( \
-               SELECT booking_id FROM booking.release_tasks \
-               WHERE state = 'OPEN' AND due_at <= now() AND (locked_until IS NULL OR locked_until <= now()) \
-               ORDER BY due_at LIMIT $1 FOR UPDATE SKIP LOCKED) \
-             UPDATE booking.release_tasks r SET locked_until = now() + $2::float8 * interval '1 second', attempts = r.attempts + 1 \
-             FROM due WHERE r.booking_id = due.booking_id RETURNING r.booking_id, r.attempts, r.trace_context",
-        )
-        .await?;
-    let rows = db.query(&stmt, &[&limit, &secs(lease)]).await?;
+    let rows = QUEUE.claim(db, limit, lease).await?;
     rows.iter()
         .map(|r| {
             Ok(ClaimedRelease {
                 booking_id: r.try_get(0)?,
                 attempts: r.try_get(1)?,
-                carrier: carrier_from(r.try_get(2)?),
+                carrier: Carrier::from_json(r.try_get(2)?),
             })
         })
         .collect()
@@ -55,36 +59,17 @@ pub async fn claim(db: &impl GenericClient, limit: i64, lease: Duration) -> Resu
 
 /// Ends a release task in `state` (`DONE` or `FAILED`).
 pub async fn finish(db: &impl GenericClient, booking_id: Uuid, state: &str, error: Option<&str>) -> Result<()> {
-    let stmt = db
-        .prepare_cached(
-            "UPDATE booking.release_tasks SET state = $2, finished_at = now(), locked_until = NULL, last_error = $3 \
-             WHERE booking_id = $1 AND state = 'OPEN'",
-        )
-        .await?;
-    db.execute(&stmt, &[&booking_id, &state, &error]).await?;
+    QUEUE.finish(db, &[&booking_id], state, error).await?;
     Ok(())
 }
 
 /// Puts a release task back for another try after `delay`.
 pub async fn retry(db: &impl GenericClient, booking_id: Uuid, delay: Duration, error: &str) -> Result<()> {
-    let stmt = db
-        .prepare_cached(
-            "UPDATE booking.release_tasks SET due_at = now() + $2::float8 * interval '1 second', locked_until = NULL, \
-             last_error = $3 WHERE booking_id = $1 AND state = 'OPEN'",
-        )
-        .await?;
-    db.execute(&stmt, &[&booking_id, &secs(delay), &error]).await?;
+    QUEUE.retry(db, &[&booking_id], delay, error).await?;
     Ok(())
 }
 
 /// How long until a release task can be claimed (`None`: none open).
 pub async fn next_due(db: &impl GenericClient) -> Result<Option<Duration>> {
-    let stmt = db
-        .prepare_cached(
-            "SELECT EXTRACT(EPOCH FROM min(GREATEST(due_at, COALESCE(locked_until, due_at))) - now())::float8 \
-             FROM booking.release_tasks WHERE state = 'OPEN'",
-        )
-        .await?;
-    let seconds: Option<f64> = db.query_one(&stmt, &[]).await?.try_get(0)?;
-    Ok(due_in(seconds))
+    Ok(QUEUE.next_due(db).await?)
 }

@@ -1,8 +1,7 @@
 //! SendOnce and lookup requests as domain values: the edge where proto becomes domain.
 //!
-//! Names every wrong field with its proto path (`INVALID_ARGUMENT`), and reads the
-//! caller's deadline from `grpc-timeout`. The limits and rules are the domain's; it must
-//! never touch the ledger.
+//! Names every wrong field with its proto path (`INVALID_ARGUMENT`). The limits and rules
+//! are the domain's; it must never touch the ledger.
 
 use crate::{
     domain::{DeliveryKey, Details, Kind, Limits, RawDetails, Recipient, SendRequest, parse_booking_id, parse_version},
@@ -12,8 +11,6 @@ use platform::{
     proto::{notify::v1 as pb, std_duration, system_time},
     status::Violations,
 };
-use std::time::Duration;
-use tonic::metadata::MetadataMap;
 
 /// Turns a SendOnce request into domain values, naming every wrong field.
 pub(super) fn parse_send_once(request: pb::SendOnceRequest, limits: &Limits) -> Result<SendRequest, Error> {
@@ -90,35 +87,10 @@ pub(super) fn parse_kind(value: i32) -> Result<Kind, String> {
     }
 }
 
-/// The caller's deadline from the `grpc-timeout` header, if it sent one.
-pub(super) fn grpc_timeout(metadata: &MetadataMap) -> Option<Duration> {
-    metadata.get("grpc-timeout").and_then(|value| value.to_str().ok()).and_then(parse_grpc_timeout)
-}
-
-/// Parses a `grpc-timeout` value: up to 8 digits and a unit (H, M, S, m, u, n).
-fn parse_grpc_timeout(value: &str) -> Option<Duration> {
-    let unit = value.chars().last()?;
-    let digits = value.get(..value.len() - unit.len_utf8())?;
-    if digits.is_empty() || digits.len() > 8 || !digits.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    let amount: u64 = digits.parse().ok()?;
-    match unit {
-        'H' => Some(Duration::from_secs(amount * 3600)),
-        'M' => Some(Duration::from_secs(amount * 60)),
-        'S' => Some(Duration::from_secs(amount)),
-        'm' => Some(Duration::from_millis(amount)),
-        'u' => Some(Duration::from_micros(amount)),
-        'n' => Some(Duration::from_nanos(amount)),
-        _ => None,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use platform::status::violated_fields;
-    use proptest::prelude::*;
     use tonic::Status;
 
     fn valid() -> pb::SendOnceRequest {
@@ -190,25 +162,5 @@ mod tests {
         let mut bad_time = valid();
         bad_time.details.as_mut().unwrap().start_time = Some(prost_types::Timestamp { seconds: 0, nanos: -5 });
         assert_eq!(fields_of(bad_time), vec!["details.start_time"]);
-    }
-
-    #[test]
-    fn grpc_timeouts_parse_per_the_spec() {
-        assert_eq!(parse_grpc_timeout("100m"), Some(Duration::from_millis(100)));
-        assert_eq!(parse_grpc_timeout("5S"), Some(Duration::from_secs(5)));
-        assert_eq!(parse_grpc_timeout("2M"), Some(Duration::from_secs(120)));
-        assert_eq!(parse_grpc_timeout("1H"), Some(Duration::from_secs(3600)));
-        assert_eq!(parse_grpc_timeout("250000u"), Some(Duration::from_millis(250)));
-        assert_eq!(parse_grpc_timeout("99999999n"), Some(Duration::from_nanos(99_999_999)));
-        for bad in ["", "m", "123456789m", "10x", "-1S", "1.5S", "10 m", "5é"] {
-            assert_eq!(parse_grpc_timeout(bad), None, "{bad}");
-        }
-    }
-
-    proptest! {
-        #[test]
-        fn any_grpc_timeout_text_is_safe(value in "\\PC{0,12}") {
-            let _ = parse_grpc_timeout(&value);
-        }
     }
 }

@@ -17,10 +17,11 @@ use crate::{
     sender::Sender,
     store::{self, Recorded},
 };
-use decode::{grpc_timeout, parse_kind, parse_send_once};
+use decode::{parse_kind, parse_send_once};
 use encode::encode;
 use platform::{
     db::Database,
+    grpc::timeout_of,
     proto::notify::v1::{self as pb, notify_service_server::NotifyService},
     status::Violations,
 };
@@ -100,7 +101,7 @@ impl Api {
 #[tonic::async_trait]
 impl NotifyService for Api {
     async fn send_once(&self, request: Request<pb::SendOnceRequest>) -> Result<Response<pb::SendOnceResponse>, Status> {
-        let deadline = Instant::now() + wait_budget(grpc_timeout(request.metadata()), self.send_wait);
+        let deadline = Instant::now() + wait_budget(timeout_of(request.metadata()), self.send_wait);
         let request = parse_send_once(request.into_inner(), &self.limits).inspect_err(|_| {
             self.metrics.send_once(CallOutcome::Invalid);
         })?;

@@ -59,6 +59,7 @@ fn details(notes: &str) -> pb::Details {
         party_size: 4,
         table_ids: vec!["T4".to_string(), "T5".to_string()],
         notes: notes.to_string(),
+        ..Default::default()
     }
 }
 

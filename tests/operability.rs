@@ -369,6 +369,16 @@ async fn one_command_stack_starts_from_nothing_and_confirms_a_grpcurl_create_and
     );
 
     let addr = format!("127.0.0.1:{booking}");
+    let profile = support::grpcurl::call(
+        &addr,
+        "booking.v1.BookingService/GetRestaurant",
+        &serde_json::json!({ "restaurantId": "demo-bistro" }),
+    )
+    .await;
+    assert_eq!(
+        (&profile["restaurant"]["name"], &profile["restaurant"]["timeZone"]),
+        (&"Demo Bistro".into(), &"Europe/Paris".into())
+    );
     let start = prost_types::Timestamp {
         seconds: (std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("now").as_secs() / 86_400
             + 2) as i64

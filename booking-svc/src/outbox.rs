@@ -192,6 +192,7 @@ impl OutboxWorker {
         }
         self.crash.reached(CrashPoint::OutboxBeforeSend);
         let p = &email.payload;
+        let previous = p.previous(email.kind);
         let mut request = tonic::Request::new(pb::SendOnceRequest {
             booking_id: email.booking_id.to_string(),
             kind: notification_kind(email.kind) as i32,
@@ -204,6 +205,10 @@ impl OutboxWorker {
                 party_size: p.party_size,
                 table_ids: p.table_ids.clone(),
                 notes: p.notes.clone(),
+                time_zone: p.time_zone.clone(),
+                address: p.address.clone(),
+                previous_start_time: previous.map(|(start, _)| timestamp(start)),
+                previous_party_size: previous.map(|(_, party)| party).unwrap_or_default(),
             }),
             suppress: fence,
         });

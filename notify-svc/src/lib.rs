@@ -6,8 +6,10 @@
 //! module only wires the parts together.
 
 mod api;
+mod calendar;
 mod domain;
 mod error;
+mod local_time;
 mod mailer;
 mod message;
 mod metrics;

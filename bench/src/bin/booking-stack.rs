@@ -3,15 +3,20 @@
 //! Starts assign-svc, notify-svc (mail as .eml files in MAIL_DIR) and booking-svc as
 //! their real binaries, on PostgreSQL from DATABASE_URL when one answers, else on a
 //! private throwaway cluster started from the local PostgreSQL binaries (removed on
-//! exit). Puts a demo floor plan, prints grpcurl lines to try, and runs until Ctrl-C or
-//! SIGTERM, then stops everything gracefully.
+//! exit). Puts a demo floor plan and restaurant profile, prints grpcurl lines to try, and
+//! runs until Ctrl-C or SIGTERM, then stops everything gracefully.
 
 use booking_tools::{
     binaries::{ensure_binaries, wait_serving},
     local_pg::LocalCluster,
 };
 use clap::Parser;
-use platform::proto::assign::v1::{PutFloorPlanRequest, Table, assign_service_client::AssignServiceClient};
+use platform::proto::{
+    assign::v1::{PutFloorPlanRequest, Table, assign_service_client::AssignServiceClient},
+    booking::v1::{
+        GetRestaurantRequest, PutRestaurantRequest, Restaurant, booking_service_client::BookingServiceClient,
+    },
+};
 use std::{
     path::PathBuf,
     process::{ExitCode, Stdio},
@@ -40,7 +45,7 @@ struct Args {
     /// notify-svc port.
     #[arg(long, default_value_t = 50053)]
     notify_port: u16,
-    /// Do not put the demo floor plan.
+    /// Do not put the demo floor plan and restaurant profile.
     #[arg(long)]
     no_demo: bool,
 }
@@ -112,6 +117,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         }
         if !args.no_demo {
             put_demo_floor_plan(&assign_url).await?;
+            put_demo_profile(&booking_url).await?;
         }
         anyhow::Ok(())
     };
@@ -225,6 +231,32 @@ async fn put_demo_floor_plan(assign_url: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The demo restaurant's profile, unless it has one already (a database kept from an
+/// earlier run keeps what was put there).
+async fn put_demo_profile(booking_url: &str) -> anyhow::Result<()> {
+    let mut client = BookingServiceClient::new(platform::grpc::connect(booking_url)?);
+    let current = client
+        .get_restaurant(GetRestaurantRequest { restaurant_id: DEMO_RESTAURANT.into() })
+        .await?
+        .into_inner()
+        .restaurant
+        .unwrap_or_default();
+    if current.name != DEMO_RESTAURANT || current.time_zone != "UTC" {
+        say(&format!("kept the existing '{DEMO_RESTAURANT}' profile: {} ({})", current.name, current.time_zone));
+        return Ok(());
+    }
+    let restaurant = Restaurant {
+        id: DEMO_RESTAURANT.into(),
+        name: "Demo Bistro".into(),
+        time_zone: "Europe/Paris".into(),
+        address: "12 Rue de la Paix\n75002 Paris".into(),
+        phone: "+33 1 23 45 67 89".into(),
+    };
+    client.put_restaurant(PutRestaurantRequest { restaurant: Some(restaurant) }).await?;
+    say(&format!("demo restaurant '{DEMO_RESTAURANT}' is Demo Bistro, Europe/Paris"));
+    Ok(())
+}
+
 fn print_guide(booking: u16, assign: u16, notify: u16, mail_dir: &str) {
     let tomorrow = SystemTime::now() + Duration::from_secs(86_400);
     let day = platform::proto::timestamp(tomorrow).seconds / 86_400 * 86_400;
@@ -242,6 +274,7 @@ Emails are written to {mail_dir}. Ctrl-C stops everything.
 Try (grpcurl needs no .proto files: the servers have reflection):
 
   grpcurl -plaintext 127.0.0.1:{booking} list
+  grpcurl -plaintext -d '{{"restaurantId":"{DEMO_RESTAURANT}"}}' 127.0.0.1:{booking} booking.v1.BookingService/GetRestaurant
   grpcurl -plaintext -d '{{"restaurantId":"{DEMO_RESTAURANT}","guest":{{"name":"Ada","email":"ada@example.com"}},"partySize":4,"startTime":"{seven}"}}' \
     127.0.0.1:{booking} booking.v1.BookingService/CreateBooking
   grpcurl -plaintext -d '{{"bookingId":"<id from above>","startTime":"{eight}","partySize":6}}' \

@@ -6,6 +6,7 @@
 
 mod decode;
 mod encode;
+mod restaurant;
 
 use crate::{flow::Flow, metrics::Metrics};
 use decode::{parse_cancel, parse_create, parse_edit, parse_id, parse_list};
@@ -17,6 +18,7 @@ use platform::{
         timestamp,
     },
 };
+use restaurant::{encode_restaurant, parse_put_restaurant, parse_restaurant_id};
 use std::{sync::Arc, time::SystemTime};
 use tonic::{Request, Response, Status};
 
@@ -137,5 +139,23 @@ impl BookingService for Api {
             })
             .collect();
         Ok(Response::new(pb::GetBookingHistoryResponse { events }))
+    }
+
+    async fn put_restaurant(
+        &self,
+        request: Request<pb::PutRestaurantRequest>,
+    ) -> Result<Response<pb::PutRestaurantResponse>, Status> {
+        let restaurant = parse_put_restaurant(request.into_inner())?;
+        let stored = self.flow.put_restaurant(restaurant).await?;
+        Ok(Response::new(pb::PutRestaurantResponse { restaurant: Some(encode_restaurant(stored)) }))
+    }
+
+    async fn get_restaurant(
+        &self,
+        request: Request<pb::GetRestaurantRequest>,
+    ) -> Result<Response<pb::GetRestaurantResponse>, Status> {
+        let id = parse_restaurant_id(&request.into_inner().restaurant_id)?;
+        let restaurant = self.flow.get_restaurant(id).await?;
+        Ok(Response::new(pb::GetRestaurantResponse { restaurant: Some(encode_restaurant(restaurant)) }))
     }
 }

@@ -81,7 +81,13 @@ pub fn staleness(kind: EmailKind, version: i64, current_version: i64, current_st
     Staleness::Current
 }
 
-/// What one email says: fixed when it is queued, from the version it is about.
+/// What one email says: fixed when it is queued, from the version it is about and the
+/// restaurant's profile at that moment.
+///
+/// The profile and the previous values are not known here: the statement that queues the
+/// email fills them in (`store::restaurants::queued_payload!`), in the transaction that
+/// queues it. Payloads queued before they existed read with the defaults (UTC, no address,
+/// no previous values).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EmailPayload {
     pub recipient_email: String,
@@ -92,10 +98,27 @@ pub struct EmailPayload {
     pub party_size: i32,
     pub table_ids: Vec<String>,
     pub notes: String,
+    /// The restaurant's IANA time zone.
+    #[serde(default = "utc")]
+    pub time_zone: String,
+    /// The restaurant's address ("" for none).
+    #[serde(default)]
+    pub address: String,
+    /// The arrival time the version changed from, in microseconds since the epoch.
+    #[serde(default)]
+    pub previous_start_us: Option<i64>,
+    /// The party size the version changed from.
+    #[serde(default)]
+    pub previous_party_size: Option<i32>,
+}
+
+fn utc() -> String {
+    "UTC".to_string()
 }
 
 impl EmailPayload {
-    /// The payload for `booking` as it is now (its tables only when `CONFIRMED`).
+    /// The payload for `booking` as it is now (its tables only when `CONFIRMED`), before
+    /// the statement that queues it adds the profile and the previous values.
     pub fn for_booking(booking: &Booking) -> Self {
         Self {
             recipient_email: booking.guest_email.as_str().to_string(),
@@ -106,6 +129,20 @@ impl EmailPayload {
             party_size: booking.party_size.get(),
             table_ids: if booking.status == BookingStatus::Confirmed { booking.table_ids.clone() } else { Vec::new() },
             notes: booking.notes.as_str().to_string(),
+            time_zone: utc(),
+            address: String::new(),
+            previous_start_us: None,
+            previous_party_size: None,
+        }
+    }
+
+    /// What the version changed from, for the modification emails only: the previous
+    /// arrival time and party size (`None` for any other kind, or when unknown).
+    pub fn previous(&self, kind: EmailKind) -> Option<(SystemTime, i32)> {
+        let modification = matches!(kind, EmailKind::ModificationRequested | EmailKind::ModificationConfirmed);
+        match (modification, self.previous_start_us, self.previous_party_size) {
+            (true, Some(start), Some(party)) => Some((super::time::from_micros(start), party)),
+            _ => None,
         }
     }
 }
@@ -124,6 +161,27 @@ mod tests {
             assert_eq!(EmailKind::from_stored(kind.as_str()), Some(kind));
         }
         assert_eq!(EmailKind::from_stored("NOPE"), None);
+    }
+
+    #[test]
+    fn payloads_queued_before_profiles_read_as_utc_without_previous_values() {
+        let stored = serde_json::json!({
+            "recipient_email": "ada@example.com",
+            "recipient_name": "Ada",
+            "restaurant_name": "r1",
+            "start_time": { "secs_since_epoch": 10_000, "nanos_since_epoch": 0 },
+            "duration": { "secs": 5_400, "nanos": 0 },
+            "party_size": 4,
+            "table_ids": [],
+            "notes": "",
+        });
+        let payload: EmailPayload = serde_json::from_value(stored).unwrap();
+        assert_eq!((payload.time_zone.as_str(), payload.address.as_str()), ("UTC", ""));
+        assert_eq!(payload.previous(EmailKind::ModificationConfirmed), None);
+        let completed = EmailPayload { previous_start_us: Some(2_000_000), previous_party_size: Some(2), ..payload };
+        let two_seconds = SystemTime::UNIX_EPOCH + Duration::from_secs(2);
+        assert_eq!(completed.previous(EmailKind::ModificationRequested), Some((two_seconds, 2)));
+        assert_eq!(completed.previous(EmailKind::BookingConfirmed), None);
     }
 
     #[test]

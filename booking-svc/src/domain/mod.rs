@@ -2,7 +2,7 @@
 //!
 //! Validated values (a guest's personal data apart), parsed requests, bookings and their
 //! edit/cancel rules, history events, email kinds and staleness, inline-attempt rules,
-//! reassign decisions, paging and time formats. It never sees tonic, SQL or the clock
+//! reassign decisions, paging, time formats and restaurant profiles. It never sees tonic, SQL or the clock
 //! (time is passed in), so every rule is unit-tested.
 
 pub mod booking;
@@ -13,6 +13,7 @@ pub mod inline;
 pub mod paging;
 pub mod reassign;
 pub mod requests;
+pub mod restaurant;
 pub mod time;
 pub mod values;
 

@@ -5,7 +5,7 @@
 //! record in time), makes the inline `Assign` call with a bounded deadline, records the
 //! result in one transaction with the right outbox row (and the reassign job, when the
 //! booking stays PENDING), and answers. One module per step: `create`, `edit`, `cancel`,
-//! `inline`, `record`, `replay` and `reads`.
+//! `inline`, `record`, `replay` and `reads`; `restaurants` keeps the profiles.
 //!
 //! The flows own the transaction boundaries. They never hold a transaction or row lock
 //! across a network call and never send email (the outbox worker does).
@@ -17,6 +17,7 @@ mod inline;
 mod reads;
 mod record;
 mod replay;
+mod restaurants;
 
 use crate::{
     crash::CrashHook,

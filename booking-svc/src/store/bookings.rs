@@ -4,7 +4,7 @@
 //! [`super::jobs`] turns it into a reassign job when the request records a PENDING result
 //! or dies before recording.
 
-use super::{Carrier, Result, detail_json, duration_s, history, outbox, secs};
+use super::{Carrier, Result, detail_json, duration_s, history, outbox, restaurants::queued_payload, secs};
 use crate::domain::{
     Booking, BookingStatus, EmailKind, Event,
     emails::EmailPayload,
@@ -108,7 +108,8 @@ pub async fn insert(
 /// `read_version` and not cancelled (always so when the row is locked; otherwise a
 /// concurrent change is seen, the statement re-checking the row once it gets it): stores
 /// the new version `b` (requested at `updated_at`), handed off to the background after
-/// `due_in` unless its request records the inline result first, closes the booking's open
+/// `due_in` unless its request records the inline result first, keeps the arrival time
+/// and party size it replaces for the modification emails, closes the booking's open
 /// jobs of older versions as superseded, and appends `events` (at least one) to the
 /// history, in order. Returns one row: 1 when it applied, 0 when not ([`written`]).
 pub async fn apply_edit(
@@ -123,7 +124,8 @@ pub async fn apply_edit(
     let stmt = db
         .prepare_cached(
             "WITH updated AS ( \
-               UPDATE booking.bookings SET party_size = $2::int4, start_time = $3, duration_s = $4::int4, notes = $5::text, \
+               UPDATE booking.bookings SET previous_start_time = start_time, previous_party_size = party_size, \
+                 party_size = $2::int4, start_time = $3, duration_s = $4::int4, notes = $5::text, \
                  status = $6::text, version = $7::int8, table_ids = $8, updated_at = $9, version_at = $9, \
                  handoff_due_at = now() + $10::float8 * interval '1 second', handoff_suppress = $11, handoff_trace = $12 \
                WHERE id = $1 AND version = $17::int8 AND status <> 'CANCELLED' \
@@ -183,14 +185,16 @@ pub async fn confirm_inline(
     carrier: &Carrier,
 ) -> Result<Prepared> {
     let stmt = db
-        .prepare_cached(
+        .prepare_cached(concat!(
             "WITH confirmed AS ( \
                UPDATE booking.bookings SET status = 'CONFIRMED', table_ids = $3, updated_at = $4, handoff_due_at = NULL \
                WHERE id = $1 AND version = $2::int8 AND status = 'PENDING' AND handoff_due_at IS NOT NULL \
                RETURNING id, version), \
              queued AS ( \
                INSERT INTO booking.outbox (booking_id, version, kind, payload, trace_context) \
-               SELECT id, version, $8::text, $9::jsonb, $10::jsonb FROM confirmed WHERE $8::text IS NOT NULL \
+               SELECT id, version, $8::text, ",
+            queued_payload!("$9", "$1"),
+            ", $10::jsonb FROM confirmed WHERE $8::text IS NOT NULL \
                ON CONFLICT (booking_id, kind, version) DO NOTHING RETURNING booking_id), \
              events AS ( \
                INSERT INTO booking.history (booking_id, type, version, detail, later) \
@@ -199,7 +203,7 @@ pub async fn confirm_inline(
                   FROM queued), '[]') \
                FROM confirmed) \
              SELECT count(*) FROM confirmed",
-        )
+        ))
         .await?;
     let (first_kind, first_version, first_detail, later) = history::row(events)?;
     let (kind, payload, queued_type, queued_detail) = match email {

@@ -14,6 +14,7 @@ pub mod idempotency;
 pub mod jobs;
 pub mod outbox;
 pub mod releases;
+pub mod restaurants;
 
 use crate::{domain::Event, error::Error};
 use serde_json::Value;

@@ -3,9 +3,10 @@
 //! A leased queue ([`platform::queue`]): the outbox worker claims emails with a lease and
 //! ends them with their history events. The claim also reads the booking's current
 //! version and status; the end of a batch is this queue's own statement, since it appends
-//! the history events of the whole batch with it.
+//! the history events of the whole batch with it. A payload is completed with the
+//! restaurant's profile by the statement that queues it.
 
-use super::{Carrier, Result, detail_json};
+use super::{Carrier, Result, detail_json, restaurants::queued_payload};
 use crate::domain::{BookingStatus, EmailKind, Event, emails::EmailPayload};
 use crate::error::Error;
 use deadpool_postgres::GenericClient;
@@ -39,8 +40,8 @@ pub(super) fn payload_json(payload: &EmailPayload) -> Result<Value> {
     serde_json::to_value(payload).map_err(|e| Error::corrupt(format!("email payload: {e}")))
 }
 
-/// Queues one email unless its (booking, kind, version) is already queued; returns
-/// whether it was new.
+/// Queues one email unless its (booking, kind, version) is already queued, its payload
+/// completed as [`queued_payload!`] says; returns whether it was new.
 pub async fn enqueue(
     db: &impl GenericClient,
     booking_id: Uuid,
@@ -50,10 +51,11 @@ pub async fn enqueue(
     carrier: &Carrier,
 ) -> Result<bool> {
     let stmt = db
-        .prepare_cached(
-            "INSERT INTO booking.outbox (booking_id, version, kind, payload, trace_context) VALUES ($1, $2, $3, $4, $5) \
-             ON CONFLICT (booking_id, kind, version) DO NOTHING",
-        )
+        .prepare_cached(concat!(
+            "INSERT INTO booking.outbox (booking_id, version, kind, payload, trace_context) VALUES ($1, $2, $3, ",
+            queued_payload!("$4", "$1"),
+            ", $5) ON CONFLICT (booking_id, kind, version) DO NOTHING",
+        ))
         .await?;
     let payload = payload_json(payload)?;
     Ok(db.execute(&stmt, &[&booking_id, &version, &kind.as_str(), &payload, &carrier.to_json()]).await? == 1)
@@ -71,12 +73,13 @@ pub async fn enqueue_statement(
     event: &Event,
 ) -> Result<Prepared> {
     let stmt = db
-        .prepare_cached(
+        .prepare_cached(concat!(
             "WITH queued AS ( \
-               INSERT INTO booking.outbox (booking_id, version, kind, payload, trace_context) VALUES ($1, $2, $3, $4, $5) \
-               ON CONFLICT (booking_id, kind, version) DO NOTHING RETURNING booking_id) \
+               INSERT INTO booking.outbox (booking_id, version, kind, payload, trace_context) VALUES ($1, $2, $3, ",
+            queued_payload!("$4", "$1"),
+            ", $5) ON CONFLICT (booking_id, kind, version) DO NOTHING RETURNING booking_id) \
              INSERT INTO booking.history (booking_id, type, version, detail) SELECT booking_id, $6, $7, $8 FROM queued",
-        )
+        ))
         .await?;
     let payload = payload_json(payload)?;
     Ok(Prepared::new(

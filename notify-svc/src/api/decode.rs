@@ -46,6 +46,10 @@ pub(super) fn parse_send_once(request: pb::SendOnceRequest, limits: &Limits) -> 
                 party_size: details.party_size,
                 table_ids: &details.table_ids,
                 notes: &details.notes,
+                time_zone: &details.time_zone,
+                address: &details.address,
+                previous_start_time: details.previous_start_time.as_ref().map(system_time),
+                previous_party_size: details.previous_party_size,
             };
             parse_details(raw, limits, &mut violations)
         }
@@ -106,6 +110,7 @@ mod tests {
                 party_size: 2,
                 table_ids: vec!["T1".to_string()],
                 notes: String::new(),
+                ..Default::default()
             }),
             suppress: false,
         }
@@ -162,5 +167,18 @@ mod tests {
         let mut bad_time = valid();
         bad_time.details.as_mut().unwrap().start_time = Some(prost_types::Timestamp { seconds: 0, nanos: -5 });
         assert_eq!(fields_of(bad_time), vec!["details.start_time"]);
+    }
+
+    #[test]
+    fn an_unknown_zone_and_a_bad_previous_time_are_named() {
+        let mut request = valid();
+        let details = request.details.as_mut().unwrap();
+        details.time_zone = "Europe/Atlantis".into();
+        details.previous_start_time = Some(prost_types::Timestamp { seconds: -1, nanos: 0 });
+        assert_eq!(fields_of(request), vec!["details.time_zone", "details.previous_start_time"]);
+        let mut paris = valid();
+        paris.details.as_mut().unwrap().time_zone = "Europe/Paris".into();
+        let parsed = parse_send_once(paris, &Limits::CONTRACT).unwrap();
+        assert_eq!(parsed.details.time_zone().name(), "Europe/Paris");
     }
 }

@@ -3,10 +3,7 @@
 //! Sent, retried later with capped exponential backoff, or failed for good. The rule is
 //! pure: randomness comes in as an argument, and it never reads the clock.
 
-use super::{
-    key::DeliveryKey,
-    request::{Details, Recipient},
-};
+use super::{key::DeliveryKey, recipient::Recipient, request::Details};
 use platform::backoff::Backoff;
 use std::{fmt, time::Duration, time::SystemTime};
 

@@ -8,8 +8,14 @@
 
 mod delivery;
 mod key;
+mod limits;
+mod recipient;
 mod request;
+mod zone;
 
 pub use delivery::{AttemptFailure, Delivery, DeliveryState, Next, RetryPolicy, after_attempt};
 pub use key::{DeliveryKey, Kind, parse_booking_id, parse_version};
-pub use request::{Details, Limits, RawDetails, Recipient, SendRequest};
+pub use limits::Limits;
+pub use recipient::Recipient;
+pub use request::{Details, RawDetails, SendRequest};
+pub use zone::Zone;

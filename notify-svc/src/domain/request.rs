@@ -1,88 +1,16 @@
 //! A SendOnce request as domain values.
 //!
-//! The recipient and the details the email shows, each parsed once at the edge with its
-//! size limits, and the rule that decides whether a repeated request for a key asks for
-//! the same email.
+//! The details the email shows, parsed once at the edge with their size limits, and the
+//! rule that decides whether a repeated request for a key asks for the same email.
 
-use super::key::DeliveryKey;
+use super::{
+    key::DeliveryKey,
+    limits::{Limits, check_line, check_time},
+    recipient::Recipient,
+    zone::Zone,
+};
 use serde::{Deserialize, Serialize};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
-
-/// Size limits of the free-text parts of a request.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Limits {
-    /// Longest recipient or restaurant name, in characters.
-    pub max_name_chars: usize,
-    /// Longest notes, in characters.
-    pub max_notes_chars: usize,
-    /// Most table ids.
-    pub max_table_ids: usize,
-    /// Longest table id, in characters.
-    pub max_table_id_chars: usize,
-    /// Largest party.
-    pub max_party_size: u32,
-    /// Longest booking duration.
-    pub max_duration: Duration,
-}
-
-impl Limits {
-    /// The limits of the public contract.
-    pub const CONTRACT: Limits = Limits {
-        max_name_chars: 200,
-        max_notes_chars: 2000,
-        max_table_ids: 50,
-        max_table_id_chars: 64,
-        max_party_size: 1000,
-        max_duration: Duration::from_secs(24 * 3600),
-    };
-}
-
-/// Longest email address (RFC 5321 path limit).
-const MAX_EMAIL_CHARS: usize = 254;
-/// The last instant an email can show (9999-12-31T23:59:59Z).
-const LAST_START_SECS: u64 = 253_402_300_799;
-
-/// Where an email goes: a valid address and an optional display name.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Recipient {
-    email: String,
-    name: String,
-}
-
-impl Recipient {
-    /// Parses the recipient; on failure names each wrong field (`email`, `name`).
-    pub fn parse(email: &str, name: &str, limits: &Limits) -> Result<Recipient, Vec<(&'static str, String)>> {
-        let mut wrong = Vec::new();
-        let email = email.trim();
-        if email.is_empty() {
-            wrong.push(("email", "required".to_string()));
-        } else if email.chars().count() > MAX_EMAIL_CHARS {
-            wrong.push(("email", format!("at most {MAX_EMAIL_CHARS} characters")));
-        } else if email.parse::<lettre::Address>().is_err() {
-            wrong.push(("email", "not a valid email address".to_string()));
-        }
-        let name = name.trim();
-        if let Err(description) = check_line(name, limits.max_name_chars) {
-            wrong.push(("name", description));
-        }
-        if wrong.is_empty() { Ok(Recipient { email: email.to_string(), name: name.to_string() }) } else { Err(wrong) }
-    }
-
-    /// A recipient as the ledger stored it (already parsed once).
-    pub fn from_stored(email: String, name: String) -> Recipient {
-        Recipient { email, name }
-    }
-
-    /// The email address.
-    pub fn email(&self) -> &str {
-        &self.email
-    }
-
-    /// The display name; empty when none was given.
-    pub fn name(&self) -> &str {
-        &self.name
-    }
-}
 
 /// What the email says about the booking.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -96,6 +24,14 @@ pub struct Details {
     table_ids: Vec<String>,
     #[serde(default)]
     notes: String,
+    #[serde(default)]
+    time_zone: Zone,
+    #[serde(default)]
+    address: String,
+    #[serde(default)]
+    previous_start_time: Option<SystemTime>,
+    #[serde(default)]
+    previous_party_size: Option<u32>,
 }
 
 /// The raw details of a request, before parsing.
@@ -113,6 +49,15 @@ pub struct RawDetails<'a> {
     pub table_ids: &'a [String],
     /// Guest's notes.
     pub notes: &'a str,
+    /// The restaurant's IANA time zone ("" for UTC).
+    pub time_zone: &'a str,
+    /// The restaurant's address (may be empty).
+    pub address: &'a str,
+    /// For a modification, the arrival time before it; `None` when absent, `Some(None)`
+    /// when malformed.
+    pub previous_start_time: Option<Option<SystemTime>>,
+    /// For a modification, the party size before it (0: none).
+    pub previous_party_size: i32,
 }
 
 impl Details {
@@ -128,13 +73,10 @@ impl Details {
                 wrong.push(("start_time", "required".to_string()));
                 UNIX_EPOCH
             }
-            Some(time) => {
-                let secs = time.and_then(|t| t.duration_since(UNIX_EPOCH).ok()).map(|d| d.as_secs());
-                if secs.is_none_or(|secs| secs > LAST_START_SECS) {
-                    wrong.push(("start_time", "must be a valid time between 1970 and 9999".to_string()));
-                }
-                time.unwrap_or(UNIX_EPOCH)
-            }
+            Some(time) => check_time(time).unwrap_or_else(|description| {
+                wrong.push(("start_time", description));
+                UNIX_EPOCH
+            }),
         };
         let duration = match raw.duration {
             None => None,
@@ -172,6 +114,27 @@ impl Details {
         } else if notes.chars().any(|c| c.is_control() && !matches!(c, '\n' | '\r' | '\t')) {
             wrong.push(("notes", "must not contain control characters".to_string()));
         }
+        let time_zone = Zone::parse(raw.time_zone).unwrap_or_else(|description| {
+            wrong.push(("time_zone", description));
+            Zone::utc()
+        });
+        let address = raw.address.trim().replace("\r\n", "\n");
+        if address.chars().count() > limits.max_address_chars {
+            wrong.push(("address", format!("at most {} characters", limits.max_address_chars)));
+        } else if address.chars().any(|c| c.is_control() && c != '\n') {
+            wrong.push(("address", "must not contain control characters other than line breaks".to_string()));
+        }
+        let previous_start_time = raw.previous_start_time.and_then(|time| {
+            check_time(time).map_err(|description| wrong.push(("previous_start_time", description))).ok()
+        });
+        let previous_party_size = match u32::try_from(raw.previous_party_size) {
+            Ok(0) => None,
+            Ok(size) if size <= limits.max_party_size => Some(size),
+            _ => {
+                wrong.push(("previous_party_size", format!("must be 0 (none) or 1 to {}", limits.max_party_size)));
+                None
+            }
+        };
         if !wrong.is_empty() {
             return Err(wrong);
         }
@@ -182,6 +145,10 @@ impl Details {
             party_size,
             table_ids: raw.table_ids.iter().map(|id| id.trim().to_string()).collect(),
             notes: notes.to_string(),
+            time_zone,
+            address,
+            previous_start_time,
+            previous_party_size,
         })
     }
 
@@ -214,16 +181,25 @@ impl Details {
     pub fn notes(&self) -> &str {
         &self.notes
     }
-}
 
-/// One line of printable text of at most `max` characters.
-fn check_line(value: &str, max: usize) -> Result<(), String> {
-    if value.chars().count() > max {
-        Err(format!("at most {max} characters"))
-    } else if value.chars().any(char::is_control) {
-        Err("must not contain control characters".to_string())
-    } else {
-        Ok(())
+    /// The restaurant's time zone (UTC when none was given).
+    pub fn time_zone(&self) -> &Zone {
+        &self.time_zone
+    }
+
+    /// The restaurant's address (may be empty).
+    pub fn address(&self) -> &str {
+        &self.address
+    }
+
+    /// For a modification, the arrival time before it.
+    pub fn previous_start_time(&self) -> Option<SystemTime> {
+        self.previous_start_time
+    }
+
+    /// For a modification, the party size before it.
+    pub fn previous_party_size(&self) -> Option<u32> {
+        self.previous_party_size
     }
 }
 
@@ -259,7 +235,7 @@ impl SendRequest {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::Kind;
+    use crate::domain::{Kind, limits::LAST_START_SECS};
     use proptest::prelude::*;
 
     fn raw<'a>(tables: &'a [String], notes: &'a str) -> RawDetails<'a> {
@@ -270,29 +246,12 @@ mod tests {
             party_size: 4,
             table_ids: tables,
             notes,
+            ..Default::default()
         }
     }
 
     fn fields(result: Result<impl std::fmt::Debug, Vec<(&'static str, String)>>) -> Vec<&'static str> {
         result.expect_err("should be refused").into_iter().map(|(f, _)| f).collect()
-    }
-
-    #[test]
-    fn a_valid_recipient_is_trimmed() {
-        let recipient = Recipient::parse(" ada@example.com ", " Ada Lovelace ", &Limits::CONTRACT).unwrap();
-        assert_eq!(recipient.email(), "ada@example.com");
-        assert_eq!(recipient.name(), "Ada Lovelace");
-        assert!(Recipient::parse("ada@example.com", "", &Limits::CONTRACT).is_ok());
-    }
-
-    #[test]
-    fn a_wrong_recipient_names_each_field() {
-        assert_eq!(fields(Recipient::parse("", "x", &Limits::CONTRACT)), vec!["email"]);
-        assert_eq!(fields(Recipient::parse("not-an-email", "x", &Limits::CONTRACT)), vec!["email"]);
-        assert_eq!(fields(Recipient::parse("a@b.c", &"n".repeat(201), &Limits::CONTRACT)), vec!["name"]);
-        assert_eq!(fields(Recipient::parse("a@b.c", "Eve\r\nBcc: x@y.z", &Limits::CONTRACT)), vec!["name"]);
-        assert_eq!(fields(Recipient::parse("a b@c", &"n".repeat(201), &Limits::CONTRACT)), vec!["email", "name"]);
-        assert!(Recipient::parse("a@b.c", &"n".repeat(200), &Limits::CONTRACT).is_ok());
     }
 
     #[test]
@@ -318,6 +277,45 @@ mod tests {
         let mut no_duration = raw(&[], "multi\nline\tnotes");
         no_duration.duration = None;
         assert_eq!(Details::parse(no_duration, &Limits::CONTRACT).unwrap().duration(), None);
+    }
+
+    #[test]
+    fn the_zone_address_and_previous_values_are_checked() {
+        let mut given = raw(&[], "");
+        given.time_zone = "america/new_york";
+        given.address = " 1 Main St\r\nNew York ";
+        given.previous_start_time = Some(Some(UNIX_EPOCH + Duration::from_secs(1_700_000_000)));
+        given.previous_party_size = 2;
+        let details = Details::parse(given, &Limits::CONTRACT).unwrap();
+        assert_eq!(details.time_zone().name(), "America/New_York");
+        assert_eq!(details.address(), "1 Main St\nNew York");
+        assert_eq!(details.previous_start_time(), Some(UNIX_EPOCH + Duration::from_secs(1_700_000_000)));
+        assert_eq!(details.previous_party_size(), Some(2));
+        let plain = Details::parse(raw(&[], ""), &Limits::CONTRACT).unwrap();
+        assert!(plain.time_zone().is_utc());
+        assert_eq!((plain.previous_start_time(), plain.previous_party_size()), (None, None));
+        let mut wrong = raw(&[], "");
+        wrong.time_zone = "Mars/Olympus_Mons";
+        wrong.address = "tab\there";
+        wrong.previous_start_time = Some(None);
+        wrong.previous_party_size = -1;
+        assert_eq!(
+            fields(Details::parse(wrong, &Limits::CONTRACT)),
+            vec!["time_zone", "address", "previous_start_time", "previous_party_size"]
+        );
+    }
+
+    #[test]
+    fn details_stored_before_zones_read_as_utc() {
+        let stored = serde_json::json!({
+            "restaurant_name": "Chez Test",
+            "start_time": { "secs_since_epoch": 1_800_000_000, "nanos_since_epoch": 0 },
+            "duration": { "secs": 5_400, "nanos": 0 },
+            "party_size": 4,
+        });
+        let details: Details = serde_json::from_value(stored).unwrap();
+        assert!(details.time_zone().is_utc());
+        assert_eq!(details, Details::parse(raw(&[], ""), &Limits::CONTRACT).unwrap());
     }
 
     #[test]
@@ -351,6 +349,10 @@ mod tests {
                 party_size: party,
                 table_ids: &tables,
                 notes: &notes,
+                time_zone: "Europe/Paris",
+                address: "1 Rue X\n75001 Paris",
+                previous_start_time: Some(Some(UNIX_EPOCH + Duration::from_secs(secs / 2))),
+                previous_party_size: party / 2,
             };
             let details = Details::parse(raw, &Limits::CONTRACT).unwrap();
             let json = serde_json::to_value(&details).unwrap();
@@ -361,7 +363,7 @@ mod tests {
         #[test]
         fn parsing_arbitrary_text_never_panics(email in "\\PC{0,300}", name in ".{0,300}", notes in ".{0,300}", party in any::<i32>()) {
             let _ = Recipient::parse(&email, &name, &Limits::CONTRACT);
-            let raw = RawDetails { restaurant_name: &name, start_time: Some(Some(UNIX_EPOCH)), duration: None, party_size: party, table_ids: &[], notes: &notes };
+            let raw = RawDetails { restaurant_name: &name, start_time: Some(Some(UNIX_EPOCH)), duration: None, party_size: party, table_ids: &[], notes: &notes, time_zone: &name, address: &notes, ..Default::default() };
             let _ = Details::parse(raw, &Limits::CONTRACT);
         }
     }

@@ -42,13 +42,18 @@ pub async fn claim(
              ON CONFLICT (rpc, key) DO NOTHING",
         )
         .await?;
-    if db.execute(&insert, &[&rpc, &key, &fingerprint, &booking_id]).await? == 1 {
-        return Ok(None);
+    // The key may be purged (its retention over) between the conflict and the read: then
+    // it is free again, and this request takes it as new. Twice in a row would take a purge
+    // at each try, which the purge's interval makes impossible; a third miss is an error.
+    for _ in 0..3 {
+        if db.execute(&insert, &[&rpc, &key, &fingerprint, &booking_id]).await? == 1 {
+            return Ok(None);
+        }
+        if let Some(used) = find(db, rpc, key).await? {
+            return Ok(Some(used));
+        }
     }
-    match find(db, rpc, key).await? {
-        Some(used) => Ok(Some(used)),
-        None => Err(Error::corrupt(format!("idempotency key {rpc}/{key} neither claimed nor found"))),
-    }
+    Err(Error::corrupt(format!("idempotency key {rpc}/{key} neither claimed nor found")))
 }
 
 /// What `key` was used for, if it was (reads only).

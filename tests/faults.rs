@@ -63,9 +63,8 @@ async fn assign_svc_killed_an_edit_answers_pending_at_once_and_confirms_once_it_
     let answer = client.clone().edit_booking(edit).await.expect("the edit succeeds without assign-svc").into_inner();
     let took = started.elapsed();
     // A dead assign-svc refuses the connection: the edit does not wait for the inline
-    // timeout (800 ms), let alone the caller's deadline. Allowance: 400 ms for the two
-    // transactions and the refused connection on a loaded machine.
-    assert!(took < Duration::from_millis(400), "answered after {took:?}");
+    // timeout (800 ms), let alone the caller's deadline.
+    assert!(took < Duration::from_millis(800), "answered after {took:?}");
     assert_eq!(answer.outcome, pb::Outcome::Pending as i32, "{answer:?}");
     assert_eq!(result_of(&answer), pb::InlineResult::Unavailable);
     stack.wait_for_mail(&id, "MODIFICATION_REQUESTED", 2).await;
@@ -87,6 +86,9 @@ async fn notify_svc_down_while_a_pending_version_is_superseded_mails_only_the_ne
     let holder = create_confirmed(&stack, slot(1, 19), 4).await;
     let booking = create_confirmed(&stack, slot(1, 21), 2).await;
     let id = booking.id.clone();
+    // Killed at rest: its ledger has recorded both confirmations as sent (a kill between the
+    // SMTP server's acceptance and that record sends again after the lease, by design).
+    stack.settle(&[&id, &holder.id]).await;
 
     stack.notify.process().kill();
     let mut to_full = edit_request(&id);

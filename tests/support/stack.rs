@@ -230,38 +230,53 @@ impl Stack {
     /// every SENT delivery at the SMTP server.
     pub async fn settle(&self, bookings: &[&str]) {
         let client = self.db.client().await;
-        eventually(Duration::from_secs(20), "the outbox, jobs and deliveries to settle", || async {
-            let queued: i64 = client
-                .query_one(
-                    "SELECT (SELECT count(*) FROM booking.outbox WHERE state = 'QUEUED') \
-                          + (SELECT count(*) FROM booking.reassign_jobs WHERE state = 'OPEN') \
-                          + (SELECT count(*) FROM booking.bookings WHERE handoff_due_at IS NOT NULL)",
-                    &[],
-                )
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            let Err(last) = self.settled(&client, bookings).await else { return };
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "timed out after 20s waiting for the outbox, jobs and deliveries to settle: {last}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// `Ok` once settled (see [`Stack::settle`]), else what is still moving.
+    async fn settled(&self, client: &tokio_postgres::Client, bookings: &[&str]) -> Result<(), String> {
+        let open = client
+            .query(
+                "SELECT 'outbox ' || kind || ':' || version || ' attempts ' || attempts || ' due in ' \
+                        || round(EXTRACT(EPOCH FROM due_at - now())::numeric, 2) || 's, last error ' \
+                        || COALESCE(last_error, '-') FROM booking.outbox WHERE state = 'QUEUED' \
+                 UNION ALL SELECT 'reassign job v' || version FROM booking.reassign_jobs WHERE state = 'OPEN' \
+                 UNION ALL SELECT 'hand-off of v' || version FROM booking.bookings WHERE handoff_due_at IS NOT NULL",
+                &[],
+            )
+            .await
+            .map_err(|e| format!("reading the queues: {e}"))?;
+        if !open.is_empty() {
+            let open: Vec<String> = open.iter().map(|r| r.get(0)).collect();
+            return Err(open.join("; "));
+        }
+        let mut sent = 0;
+        for id in bookings {
+            let deliveries = self
+                .notify()
+                .list_deliveries(npb::ListDeliveriesRequest { booking_id: id.to_string() })
                 .await
-                .ok()?
-                .get(0);
-            if queued > 0 {
-                return None;
+                .map_err(|status| format!("ListDeliveries: {status:?}"))?
+                .into_inner()
+                .deliveries;
+            if let Some(queued) = deliveries.iter().find(|d| d.state == npb::DeliveryState::Queued as i32) {
+                return Err(format!("delivery queued: {queued:?}"));
             }
-            let mut sent = 0;
-            for id in bookings {
-                let deliveries = self
-                    .notify()
-                    .list_deliveries(npb::ListDeliveriesRequest { booking_id: id.to_string() })
-                    .await
-                    .ok()?
-                    .into_inner()
-                    .deliveries;
-                if deliveries.iter().any(|d| d.state == npb::DeliveryState::Queued as i32) {
-                    return None;
-                }
-                sent += deliveries.iter().filter(|d| d.state == npb::DeliveryState::Sent as i32).count();
-            }
-            let at_smtp = self.smtp.mails().iter().filter(|m| bookings.contains(&m.booking_id().as_str())).count();
-            (at_smtp >= sent).then_some(())
-        })
-        .await
+            sent += deliveries.iter().filter(|d| d.state == npb::DeliveryState::Sent as i32).count();
+        }
+        let at_smtp = self.smtp.mails().iter().filter(|m| bookings.contains(&m.booking_id().as_str())).count();
+        if at_smtp < sent {
+            return Err(format!("{sent} deliveries SENT, {at_smtp} mails at the SMTP server"));
+        }
+        Ok(())
     }
 
     /// Mails received for `booking` as `KIND:version` strings, sorted.
@@ -312,6 +327,7 @@ pub fn notify_env(database_url: &str, smtp_url: &str, mail_dir: &str) -> Vec<(&'
         ("RETRY_CAP_MS", "1000".to_string()),
         ("WORKER_POLL_MS", "500".to_string()),
         ("SMTP_TIMEOUT_MS", "3000".to_string()),
+        ("DELIVERY_LEASE_MS", "4000".to_string()),
     ]
 }
 

@@ -7,29 +7,35 @@
 mod decode;
 mod encode;
 
-use crate::flow::Flow;
-use decode::{parse_cancel, parse_create, parse_edit, parse_id, parse_list};
-use encode::{encode_answer, encode_booking, json_struct};
+use crate::{feed::Feed, flow::Flow};
+use decode::{parse_cancel, parse_create, parse_edit, parse_id, parse_list, parse_watch};
+use encode::{encode_answer, encode_booking, encode_change, json_struct};
 use platform::proto::{
     booking::v1::{self as pb, booking_service_server::BookingService},
     timestamp,
 };
 use std::{
+    pin::Pin,
     sync::Arc,
     time::{Duration, Instant, SystemTime},
 };
+use tokio_stream::{Stream, StreamExt, wrappers::ReceiverStream};
 use tonic::{Request, Response, Status, metadata::MetadataMap};
 
 /// The gRPC face of the service.
 pub struct Api {
     flow: Arc<Flow>,
+    feed: Arc<Feed>,
 }
 
 impl Api {
-    pub fn new(flow: Arc<Flow>) -> Self {
-        Self { flow }
+    pub fn new(flow: Arc<Flow>, feed: Arc<Feed>) -> Self {
+        Self { flow, feed }
     }
 }
+
+/// A stream of feed changes as the client receives them.
+type ChangeStream = Pin<Box<dyn Stream<Item = Result<pb::BookingChange, Status>> + Send>>;
 
 #[tonic::async_trait]
 impl BookingService for Api {
@@ -134,6 +140,26 @@ impl BookingService for Api {
             })
             .collect();
         Ok(Response::new(pb::GetBookingHistoryResponse { events }))
+    }
+
+    type WatchBookingChangesStream = ChangeStream;
+
+    async fn watch_booking_changes(
+        &self,
+        request: Request<pb::WatchBookingChangesRequest>,
+    ) -> Result<Response<ChangeStream>, Status> {
+        let request = parse_watch(request.into_inner())?;
+        let changes = self.feed.watch(request).await?;
+        // A watch ends only with an error: should its watcher stop without one, the call
+        // still does not look like a clean end.
+        let ended = tokio_stream::once(Err(Status::unavailable("the change feed ended; resume from the last cursor")));
+        let stream = ReceiverStream::new(changes)
+            .map(|item| {
+                item.map(|change| change.message.get_or_init(|| encode_change(&change.stored)).clone())
+                    .map_err(Status::from)
+            })
+            .chain(ended);
+        Ok(Response::new(Box::pin(stream)))
     }
 }
 

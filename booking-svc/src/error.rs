@@ -30,6 +30,18 @@ pub enum Error {
     /// Stored data that cannot be read (a bug or a manual edit).
     #[error("corrupt stored data: {0}")]
     Corrupt(String),
+    /// A change feed watcher fell too far behind; it resumes from `cursor`.
+    #[error("change feed watcher fell behind")]
+    FeedLagging { cursor: String },
+    /// The change feed of this process is closing (shutdown); resume from `cursor`.
+    #[error("change feed closing")]
+    FeedClosing { cursor: String },
+    /// The change feed of this process cannot follow the database right now.
+    #[error("change feed unavailable")]
+    FeedUnavailable,
+    /// A cursor beyond every position the feed has handed out.
+    #[error("cursor ahead of the change feed")]
+    CursorAhead,
 }
 
 impl Error {
@@ -77,6 +89,22 @@ impl From<Error> for Status {
                 ),
             ),
             Error::Db(db) => db.to_status(),
+            Error::FeedLagging { cursor } => feed_status(
+                Code::ResourceExhausted,
+                format!(
+                    "this watcher fell too far behind the change feed (FEED_WATCHER_BUFFER); resume from cursor {cursor}"
+                ),
+                "WATCHER_TOO_SLOW",
+                cursor,
+            ),
+            Error::FeedClosing { cursor } => feed_status(
+                Code::Unavailable,
+                format!("booking-svc is shutting down; resume from cursor {cursor} (on any replica)"),
+                "FEED_CLOSING",
+                cursor,
+            ),
+            Error::FeedUnavailable => Status::unavailable("the change feed cannot read the database right now; retry"),
+            Error::CursorAhead => Status::out_of_range("cursor was not issued by this change feed"),
             Error::Corrupt(what) => {
                 let trace = platform::telemetry::current_trace_id().unwrap_or_default();
                 tracing::error!(error = %what, trace_id = %trace, "corrupt stored data");
@@ -84,4 +112,11 @@ impl From<Error> for Status {
             }
         }
     }
+}
+
+/// A status ending a watch, with the cursor to resume from in its message and in a
+/// `google.rpc.ErrorInfo` (metadata `cursor`).
+fn feed_status(code: Code, message: String, reason: &str, cursor: String) -> Status {
+    let metadata = std::collections::HashMap::from([("cursor".to_string(), cursor)]);
+    Status::with_error_details(code, message, ErrorDetails::with_error_info(reason, "booking.v1", metadata))
 }

@@ -1,13 +1,14 @@
 //! booking-svc as a library: `run` starts the whole service.
 //!
 //! The binary and the tests start exactly the same thing on a given listener. It wires the
-//! API, the flows and the four workers (outbox, reassign dispatcher, release, key purge);
-//! it holds no rule itself.
+//! API, the flows, the change feed and the four workers (outbox, reassign dispatcher,
+//! release, key purge); it holds no rule itself.
 
 mod api;
 pub mod crash;
 pub mod domain;
 mod error;
+mod feed;
 mod flow;
 mod metrics;
 mod outbox;
@@ -112,9 +113,19 @@ pub async fn run(settings: Settings, listener: TcpListener, shutdown: Cancellati
         "idempotency keys",
     );
 
+    let feed = Arc::new(feed::Feed::new(
+        database.clone(),
+        feed::FeedSettings {
+            buffer: settings.feed_watcher_buffer as usize,
+            poll: settings.worker_poll(),
+            backoff: settings.backoff(),
+        },
+        shutdown.clone(),
+    ));
+
     let server = GrpcServer::new((&common).into());
     let limits = server.limits();
-    let api = api::Api::new(flow, metrics);
+    let api = api::Api::new(flow, metrics, feed);
     let server = server.add_service(BookingServiceServer::new(api).max_decoding_message_size(limits.max_message_bytes));
     let worker_shutdown = shutdown.clone();
     let workers = async move {

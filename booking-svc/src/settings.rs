@@ -1,7 +1,7 @@
 //! booking-svc's settings.
 //!
-//! The shared ones plus its listen address, its peers, the inline-assignment switch and
-//! the workers' timings.
+//! The shared ones plus its listen address, its peers, the inline-assignment switch, the
+//! workers' timings and the change feed's buffer.
 
 use clap::Parser;
 use platform::settings::{CommonSettings, parse_bool, parse_http_url};
@@ -89,6 +89,12 @@ pub struct Settings {
     #[arg(long = "reassign-max-jobs", env = "REASSIGN_MAX_JOBS", value_name = "REASSIGN_MAX_JOBS", default_value_t = 1_000,
           value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     pub reassign_max_jobs: u32,
+
+    /// Changes a WatchBookingChanges watcher may fall behind the feed; one further behind
+    /// is ended with RESOURCE_EXHAUSTED and the cursor to resume from.
+    #[arg(long = "feed-watcher-buffer", env = "FEED_WATCHER_BUFFER", value_name = "FEED_WATCHER_BUFFER", default_value_t = 1_024,
+          value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub feed_watcher_buffer: u32,
 
     /// TEST HOOK, only in builds with the `crash-hook` feature: abort the process (as a
     /// crash would) when the flow reaches this point.

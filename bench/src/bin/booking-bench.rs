@@ -7,7 +7,8 @@
 //! latency percentiles from an HDR histogram, outcomes by kind, errors by gRPC code, and
 //! the peak RSS of each local service process, and the CPU time per edit of each local
 //! service, of PostgreSQL and of the benchmark itself (where the machine goes). With
-//! `--json` the last line is one JSON object with those figures.
+//! `--watchers N`, N change-feed watchers read along and the lag of each change is
+//! reported. With `--json` the last line is one JSON object with those figures.
 
 use clap::Parser;
 use hdrhistogram::Histogram;
@@ -59,6 +60,10 @@ struct Args {
     /// Send no emails for the benchmark's bookings (measures the edit path alone).
     #[arg(long)]
     suppress_emails: bool,
+    /// Change-feed watchers (WatchBookingChanges from now on) reading while the edits run;
+    /// the lag from each change's commit to its receipt is reported.
+    #[arg(long, default_value_t = 0)]
+    watchers: usize,
     /// Print the summary as one JSON object on the last line.
     #[arg(long)]
     json: bool,
@@ -146,6 +151,7 @@ async fn main() -> anyhow::Result<()> {
     let errors_by_code = Arc::new(Mutex::new(BTreeMap::<String, u64>::new()));
     let measuring = Arc::new(AtomicBool::new(false));
     let stop = Arc::new(AtomicBool::new(false));
+    let watchers = booking_tools::feed::Watchers::start(&args.booking_url, args.watchers, measuring.clone()).await?;
 
     let mut tasks = Vec::new();
     for (c, mut mine) in per_client.into_iter().enumerate() {
@@ -281,6 +287,7 @@ async fn main() -> anyhow::Result<()> {
     for task in tasks {
         let _ = task.await;
     }
+    let feed = watchers.finish().await;
     eprintln!();
 
     let histogram = histogram.lock().unwrap_or_else(|e| e.into_inner()).clone();
@@ -319,6 +326,12 @@ async fn main() -> anyhow::Result<()> {
         "peak_rss_mib": rss,
         "cpu_ms_per_edit": cpu,
         "cores": cores,
+        "feed": {
+            "watchers": feed.watchers,
+            "changes_received": feed.received,
+            "lag_ms": { "p50": feed.lag_p50_ms, "p99": feed.lag_p99_ms, "max": feed.lag_max_ms },
+            "errors": feed.errors,
+        },
     });
     let offered = args.rate.map(|rate| format!(", offered {rate:.0}/s")).unwrap_or_default();
     println!(
@@ -343,6 +356,12 @@ async fn main() -> anyhow::Result<()> {
     println!("outcomes       {}", summary["outcomes"]);
     println!("errors         {} {}", summary["errors"], summary["errors_by_code"]);
     println!("peak RSS MiB   {}", summary["peak_rss_mib"]);
+    if feed.watchers > 0 {
+        println!(
+            "feed lag ms    p50 {:.2}  p99 {:.2}  max {:.2} ({} watchers, {} changes received, errors {:?})",
+            feed.lag_p50_ms, feed.lag_p99_ms, feed.lag_max_ms, feed.watchers, feed.received, feed.errors
+        );
+    }
     if let Some(total) = cpu.get("total").and_then(|v| v.as_f64()).filter(|t| *t > 0.0) {
         println!(
             "CPU ms/edit    {} (at that cost {cores} cores give at most {:.0} edits/s)",

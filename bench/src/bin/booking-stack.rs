@@ -282,6 +282,7 @@ Try (grpcurl needs no .proto files: the servers have reflection):
   grpcurl -plaintext -d '{{"bookingId":"<id>"}}' 127.0.0.1:{booking} booking.v1.BookingService/GetBookingHistory
   grpcurl -plaintext -d '{{"bookingId":"<id>"}}' 127.0.0.1:{notify} notify.v1.NotifyService/ListDeliveries
   grpcurl -plaintext -d '{{"restaurantId":"{DEMO_RESTAURANT}"}}' 127.0.0.1:{assign} assign.v1.AssignService/GetFloorPlan
+  grpcurl -plaintext -d '{{"restaurantId":"{DEMO_RESTAURANT}"}}' 127.0.0.1:{booking} booking.v1.BookingService/WatchBookingChanges
 "#
     );
 }

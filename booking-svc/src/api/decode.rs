@@ -15,6 +15,7 @@ use crate::{
         },
     },
     error::Error,
+    feed::{Cursor, Start, WatchRequest},
 };
 use platform::{
     proto::{booking::v1 as pb, std_duration, system_time},
@@ -182,6 +183,27 @@ pub(super) fn parse_list(r: pb::ListBookingsRequest) -> Result<(ListQuery, u64),
     Ok((ListQuery { restaurant_id, from, to, status, page_size, after }, hash))
 }
 
+pub(super) fn parse_watch(r: pb::WatchBookingChangesRequest) -> Result<WatchRequest, Status> {
+    let mut v = Violations::new();
+    let start = match (r.from_start, r.cursor.is_empty()) {
+        (true, true) => Some(Start::Oldest),
+        (true, false) => {
+            v.add("cursor", "not together with from_start");
+            None
+        }
+        (false, true) => Some(Start::Now),
+        (false, false) => v.check("cursor", Cursor::decode(&r.cursor)).map(Start::After),
+    };
+    let restaurant = match &r.restaurant_id {
+        None => Some(None),
+        Some(id) => v.check("restaurant_id", RestaurantId::parse(id)).map(Some),
+    };
+    match (start, restaurant) {
+        (Some(start), Some(restaurant)) if v.is_empty() => Ok(WatchRequest { start, restaurant }),
+        _ => Err(invalid(v)),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -283,5 +305,22 @@ mod tests {
         let (query, _) =
             parse_list(pb::ListBookingsRequest { restaurant_id: "r1".into(), ..Default::default() }).unwrap();
         assert_eq!(query.page_size, 50);
+    }
+
+    #[test]
+    fn a_watch_starts_now_from_start_or_after_a_cursor() {
+        let watch = |cursor: &str, from_start: bool, restaurant_id: Option<&str>| {
+            parse_watch(pb::WatchBookingChangesRequest {
+                cursor: cursor.into(),
+                from_start,
+                restaurant_id: restaurant_id.map(Into::into),
+            })
+        };
+        assert_eq!(watch("", false, None).unwrap(), WatchRequest { start: Start::Now, restaurant: None });
+        assert_eq!(watch("", true, Some("r1")).unwrap().start, Start::Oldest);
+        let cursor = Cursor::after(9);
+        assert_eq!(watch(&cursor.encode(), false, None).unwrap().start, Start::After(cursor));
+        assert_eq!(violated_fields(&watch(&cursor.encode(), true, None).unwrap_err()), vec!["cursor"]);
+        assert_eq!(violated_fields(&watch("nope", false, Some("")).unwrap_err()), vec!["cursor", "restaurant_id"]);
     }
 }

@@ -1,11 +1,15 @@
-//! Encoding: a booking, an answer and a history detail as their protobuf messages.
+//! Encoding: a booking, an answer, a history detail and a feed change as their protobuf
+//! messages.
 
 use crate::{
     domain::{
         Booking, BookingStatus,
+        changes::ChangeType,
         inline::{InlineAttempt, InlineResult, Outcome},
     },
+    feed::Cursor,
     flow::Answer,
+    store::changes::StoredChange,
 };
 use platform::proto::{booking::v1 as pb, duration, timestamp};
 
@@ -53,6 +57,34 @@ pub(super) fn encode_booking(b: Booking) -> pb::Booking {
         table_ids: b.table_ids,
         created_at: Some(timestamp(b.created_at)),
         updated_at: Some(timestamp(b.updated_at)),
+    }
+}
+
+/// A change of the feed, with its cursor.
+pub(super) fn encode_change(change: &StoredChange) -> pb::BookingChange {
+    let change_type = match change.kind {
+        ChangeType::Created => pb::ChangeType::Created,
+        ChangeType::Edited => pb::ChangeType::Edited,
+        ChangeType::Confirmed => pb::ChangeType::Confirmed,
+        ChangeType::Pending => pb::ChangeType::Pending,
+        ChangeType::Cancelled => pb::ChangeType::Cancelled,
+    };
+    pb::BookingChange {
+        cursor: Cursor::after(change.position).encode(),
+        booking: Some(encode_booking(change.booking.clone())),
+        change_type: change_type as i32,
+        version: change.booking.version.get(),
+        changes: change
+            .fields
+            .iter()
+            .map(|f| pb::FieldChange {
+                field: f.field.clone(),
+                old_value: Some(json_value(f.from.clone())),
+                new_value: Some(json_value(f.to.clone())),
+            })
+            .collect(),
+        actor: change.actor.clone(),
+        time: Some(timestamp(change.at)),
     }
 }
 

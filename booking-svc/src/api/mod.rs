@@ -8,9 +8,9 @@ mod decode;
 mod encode;
 mod restaurant;
 
-use crate::{flow::Flow, metrics::Metrics};
-use decode::{parse_cancel, parse_create, parse_edit, parse_id, parse_list};
-use encode::{encode_answer, encode_booking, json_struct};
+use crate::{feed::Feed, flow::Flow, metrics::Metrics};
+use decode::{parse_cancel, parse_create, parse_edit, parse_id, parse_list, parse_watch};
+use encode::{encode_answer, encode_booking, encode_change, json_struct};
 use platform::{
     grpc::deadline_of,
     proto::{
@@ -19,20 +19,25 @@ use platform::{
     },
 };
 use restaurant::{encode_restaurant, parse_put_restaurant, parse_restaurant_id};
-use std::{sync::Arc, time::SystemTime};
+use std::{pin::Pin, sync::Arc, time::SystemTime};
+use tokio_stream::{Stream, StreamExt, wrappers::ReceiverStream};
 use tonic::{Request, Response, Status};
 
 /// The gRPC face of the service.
 pub struct Api {
     flow: Arc<Flow>,
     metrics: Arc<Metrics>,
+    feed: Arc<Feed>,
 }
 
 impl Api {
-    pub fn new(flow: Arc<Flow>, metrics: Arc<Metrics>) -> Self {
-        Self { flow, metrics }
+    pub fn new(flow: Arc<Flow>, metrics: Arc<Metrics>, feed: Arc<Feed>) -> Self {
+        Self { flow, metrics, feed }
     }
 }
+
+/// A stream of feed changes as the client receives them.
+type ChangeStream = Pin<Box<dyn Stream<Item = Result<pb::BookingChange, Status>> + Send>>;
 
 #[tonic::async_trait]
 impl BookingService for Api {
@@ -139,6 +144,26 @@ impl BookingService for Api {
             })
             .collect();
         Ok(Response::new(pb::GetBookingHistoryResponse { events }))
+    }
+
+    type WatchBookingChangesStream = ChangeStream;
+
+    async fn watch_booking_changes(
+        &self,
+        request: Request<pb::WatchBookingChangesRequest>,
+    ) -> Result<Response<ChangeStream>, Status> {
+        let request = parse_watch(request.into_inner())?;
+        let changes = self.feed.watch(request).await?;
+        // A watch ends only with an error: should its watcher stop without one, the call
+        // still does not look like a clean end.
+        let ended = tokio_stream::once(Err(Status::unavailable("the change feed ended; resume from the last cursor")));
+        let stream = ReceiverStream::new(changes)
+            .map(|item| {
+                item.map(|change| change.message.get_or_init(|| encode_change(&change.stored)).clone())
+                    .map_err(Status::from)
+            })
+            .chain(ended);
+        Ok(Response::new(Box::pin(stream)))
     }
 
     async fn put_restaurant(

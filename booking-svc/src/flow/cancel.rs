@@ -9,6 +9,7 @@ use crate::{
     domain::{
         Booking, BookingStatus, Detail, EmailKind, Event,
         booking::{CancelPlan, plan_cancel},
+        changes::{Change, ChangeType},
         reassign::JobState,
         requests::CancelRequest,
         values::truncate_to_micros,
@@ -45,11 +46,13 @@ impl Flow {
                 CancelPlan::AlreadyCancelled => current,
                 CancelPlan::Cancel(_) => {
                     let (booking, _) = store::bookings::set_status(&tx, id, BookingStatus::Cancelled, &[], now).await?;
+                    store::changes::record(&tx, id, &Change::between(ChangeType::Cancelled, &current, &booking))
+                        .await?;
                     store::jobs::close_open(&tx, id, JobState::Cancelled).await?;
                     store::releases::enqueue(&tx, id, &carrier).await?;
                     let cancelled = Detail::Cancelled { suppress_emails: request.suppress_emails };
                     let mut events = vec![Event::new(booking.version.get(), cancelled)];
-                    let mut channels = vec![store::releases::CHANNEL];
+                    let mut channels = vec![store::releases::CHANNEL, store::changes::CHANNEL];
                     queue_email(
                         &tx,
                         &booking,

@@ -10,6 +10,7 @@ use crate::{
     crash::CrashPoint,
     domain::{
         Detail, Event,
+        changes::Change,
         requests::NewBooking,
         values::{BookingId, truncate_to_micros},
     },
@@ -47,9 +48,11 @@ impl Flow {
             let statements = [
                 store::bookings::insert(c, &booking, due_in, request.suppress_emails, &carrier).await?,
                 store::history::statement(c, id.uuid(), &events).await?,
+                store::changes::record_statement(c, id.uuid(), &Change::created()).await?,
             ];
             tx.commit_with(&statements).await?;
         }
+        self.db.wake(store::changes::CHANNEL);
         self.crash.reached(CrashPoint::CreateAfterApply);
         let deadline = self.deadline(caller_deadline, started.elapsed());
         let attempt = self.attempt_inline(&booking, deadline).await;

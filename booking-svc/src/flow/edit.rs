@@ -12,6 +12,7 @@ use crate::{
     domain::{
         Booking, Detail, Event,
         booking::{EditPlan, FieldChange, check_editable, plan_edit},
+        changes::{Change, ChangeType},
         requests::EditRequest,
         values::truncate_to_micros,
     },
@@ -77,6 +78,7 @@ impl Flow {
                     }
                     EditPlan::Changed { next, changes } => {
                         let events = edited_events(&next, changes, request.suppress_emails);
+                        let change = Change::between(ChangeType::Edited, &current, &next);
                         // The writes (one statement) and COMMIT in one round trip; under the
                         // lock the booking is at the version read.
                         let apply = store::bookings::apply_edit(
@@ -87,6 +89,7 @@ impl Flow {
                             request.suppress_emails,
                             &carrier,
                             &events,
+                            &change,
                         )
                         .await?;
                         let rows = tx.commit_with(&[apply]).await?;
@@ -99,6 +102,7 @@ impl Flow {
             }
         };
         tracing::Span::current().record("booking.version", next.version.get());
+        self.db.wake(store::changes::CHANNEL);
         self.crash.reached(CrashPoint::EditAfterApply);
         let deadline = self.deadline(caller_deadline, started.elapsed());
         let attempt = self.attempt_inline(&next, deadline).await;
@@ -133,6 +137,7 @@ impl Flow {
             }
             EditPlan::Changed { next, changes } => {
                 let events = edited_events(&next, changes, request.suppress_emails);
+                let change = Change::between(ChangeType::Edited, &current, &next);
                 let apply = store::bookings::apply_edit(
                     &client,
                     current.version.get(),
@@ -141,6 +146,7 @@ impl Flow {
                     request.suppress_emails,
                     carrier,
                     &events,
+                    &change,
                 )
                 .await?;
                 let rows = apply.query(&client).await.map_err(db)?;

@@ -10,6 +10,7 @@ use super::{Answer, Flow, Result, db, snapshot};
 use crate::{
     domain::{
         Booking, BookingStatus, Detail, EmailKind, Event,
+        changes::{Change, ChangeType},
         emails::EmailPayload,
         history::{Confirmation, Late},
         inline::{InlineAttempt, InlineResult, Outcome},
@@ -69,12 +70,15 @@ impl Flow {
         } else if let InlineResult::Assigned(tables) = &attempt.result {
             events.push(Event::new(version, Detail::inline_attempt(&attempt, None)));
             events.push(Event::new(version, Detail::Confirmed(Confirmation::Inline { table_ids: tables.clone() })));
-            let mut booking = current;
+            let mut booking = current.clone();
             booking.status = BookingStatus::Confirmed;
             booking.table_ids = tables.clone();
             booking.updated_at = now;
             let kind = EmailKind::confirmation(version);
             statements.push(store::bookings::set_status_statement(c, id, BookingStatus::Confirmed, tables, now).await?);
+            let change = Change::between(ChangeType::Confirmed, &current, &booking);
+            statements.push(store::changes::record_statement(c, id, &change).await?);
+            channels.push(store::changes::CHANNEL);
             statements.push(store::jobs::close_statement(c, id, version, JobState::Assigned).await?);
             if suppress {
                 events.push(Event::new(version, Detail::EmailSuppressed { kind }));
@@ -105,6 +109,8 @@ impl Flow {
             if recorded_before != Some(true) {
                 let kind = EmailKind::pending(version);
                 queue_email(c, &current, kind, suppress, carrier, &mut events, &mut channels).await?;
+                statements.push(store::changes::record_statement(c, id, &Change::pending()).await?);
+                channels.push(store::changes::CHANNEL);
             }
             channels.push(store::jobs::CHANNEL);
             (current, Outcome::Pending)
@@ -154,14 +160,25 @@ impl Flow {
         } else {
             Some((kind, &payload, &queued))
         };
+        let change = Change::between(ChangeType::Confirmed, applied, &booking);
         let client = self.db.client().await?;
-        let statement =
-            store::bookings::confirm_inline(&client, booking.id.uuid(), version, tables, now, &events, email, carrier)
-                .await?;
+        let statement = store::bookings::confirm_inline(
+            &client,
+            booking.id.uuid(),
+            version,
+            tables,
+            now,
+            &events,
+            email,
+            carrier,
+            &change,
+        )
+        .await?;
         let rows = statement.query(&client).await.map_err(db)?;
         if !store::bookings::written(&rows)? {
             return Ok(None);
         }
+        self.db.wake(store::changes::CHANNEL);
         if !suppress {
             self.db.wake(store::outbox::CHANNEL);
         }

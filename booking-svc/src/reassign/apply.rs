@@ -10,6 +10,7 @@ use crate::{
     crash::CrashPoint,
     domain::{
         Detail, EmailKind, Event,
+        changes::{Change, ChangeType},
         history::Confirmation,
         reassign::{Decision, UpdateState, decide},
         values::truncate_to_micros,
@@ -126,6 +127,9 @@ impl Dispatcher {
                 )
                 .await?;
                 store::jobs::close(&tx, booking_id, version, crate::domain::reassign::JobState::Assigned).await?;
+                store::changes::record(&tx, booking_id, &Change::between(ChangeType::Confirmed, &booking, &confirmed))
+                    .await?;
+                channels.push(store::changes::CHANNEL);
                 store::jobs::record_attempt(&tx, booking_id, version, attempts, None, "").await?;
                 let confirmation = Confirmation::Background { table_ids: table_ids.clone(), attempts };
                 events.push(Event::new(version, Detail::Confirmed(confirmation)));

@@ -5,7 +5,7 @@
 
 use super::Dispatcher;
 use crate::{
-    domain::{Detail, EmailKind, Event},
+    domain::{Detail, EmailKind, Event, changes::Change},
     error::Error,
     outbox::queue_email,
     store,
@@ -32,6 +32,8 @@ impl Dispatcher {
             if booking.version.get() == job.version && booking.status == crate::domain::BookingStatus::Pending {
                 let kind = EmailKind::pending(job.version);
                 queue_email(&tx, &booking, kind, current.suppress_emails, &job.carrier, &mut events, &mut channels).await?;
+                store::changes::record(&tx, job.booking_id, &Change::pending()).await?;
+                channels.push(store::changes::CHANNEL);
             }
             store::jobs::mark_recorded(&tx, job.booking_id, job.version, true).await?;
             store::history::append(&tx, job.booking_id, &events).await?;

@@ -4,9 +4,10 @@
 //! [`super::jobs`] turns it into a reassign job when the request records a PENDING result
 //! or dies before recording.
 
-use super::{Carrier, Result, detail_json, duration_s, history, outbox, restaurants::queued_payload, secs};
+use super::{Carrier, Result, changes, detail_json, duration_s, history, outbox, restaurants::queued_payload, secs};
 use crate::domain::{
     Booking, BookingStatus, EmailKind, Event,
+    changes::Change,
     emails::EmailPayload,
     guest::{GuestEmail, GuestName, Notes, Phone},
     paging::ListQuery,
@@ -110,8 +111,10 @@ pub async fn insert(
 /// the new version `b` (requested at `updated_at`), handed off to the background after
 /// `due_in` unless its request records the inline result first, keeps the arrival time
 /// and party size it replaces for the modification emails, closes the booking's open
-/// jobs of older versions as superseded, and appends `events` (at least one) to the
-/// history, in order. Returns one row: 1 when it applied, 0 when not ([`written`]).
+/// jobs of older versions as superseded, appends `events` (at least one) to the history,
+/// in order, and records `change` for the feed. Returns one row: 1 when it applied, 0
+/// when not ([`written`]).
+#[allow(clippy::too_many_arguments)]
 pub async fn apply_edit(
     db: &impl GenericClient,
     read_version: i64,
@@ -120,24 +123,29 @@ pub async fn apply_edit(
     suppress_emails: bool,
     carrier: &Carrier,
     events: &[Event],
+    change: &Change,
 ) -> Result<Prepared> {
     let stmt = db
-        .prepare_cached(
+        .prepare_cached(concat!(
             "WITH updated AS ( \
                UPDATE booking.bookings SET previous_start_time = start_time, previous_party_size = party_size, \
                  party_size = $2::int4, start_time = $3, duration_s = $4::int4, notes = $5::text, \
                  status = $6::text, version = $7::int8, table_ids = $8, updated_at = $9, version_at = $9, \
                  handoff_due_at = now() + $10::float8 * interval '1 second', handoff_suppress = $11, handoff_trace = $12 \
                WHERE id = $1 AND version = $17::int8 AND status <> 'CANCELLED' \
-               RETURNING id), \
+               RETURNING id, ",
+            changes::state_columns!(),
+            "), \
              superseded AS ( \
                UPDATE booking.reassign_jobs j SET state = 'SUPERSEDED', closed_at = now(), lease_owner = NULL, lease_until = NULL \
                FROM updated WHERE j.booking_id = updated.id AND j.state = 'OPEN' AND j.version < $7), \
              events AS ( \
                INSERT INTO booking.history (booking_id, type, version, detail, later) \
-               SELECT id, $13, $14, $15, $16 FROM updated) \
-             SELECT count(*) FROM updated",
-        )
+               SELECT id, $13, $14, $15, $16 FROM updated), \
+             changed AS (",
+            changes::record_from!("updated", "$18", "$19"),
+            ") SELECT count(*) FROM updated",
+        ))
         .await?;
     let (kind, version, detail, later) = history::row(events)?;
     Ok(Prepared::new(
@@ -160,6 +168,8 @@ pub async fn apply_edit(
             detail,
             later,
             read_version,
+            change.kind.as_str(),
+            changes::fields_json(change)?,
         ],
     ))
 }
@@ -171,8 +181,8 @@ pub async fn apply_edit(
 /// edit, cancel or takeover that commits first is seen, the statement re-checking the row
 /// once it gets it. Status CONFIRMED with `table_ids`, the hand-off cleared, `events`
 /// appended to the history and, with `email`, the email queued unless queued before (its
-/// EMAIL_QUEUED event then follows `events`). Returns one row: 1 when it confirmed, 0 when
-/// not ([`written`]).
+/// EMAIL_QUEUED event then follows `events`), and `change` recorded for the feed. Returns
+/// one row: 1 when it confirmed, 0 when not ([`written`]).
 #[allow(clippy::too_many_arguments)]
 pub async fn confirm_inline(
     db: &impl GenericClient,
@@ -183,13 +193,16 @@ pub async fn confirm_inline(
     events: &[Event],
     email: Option<(EmailKind, &EmailPayload, &Event)>,
     carrier: &Carrier,
+    change: &Change,
 ) -> Result<Prepared> {
     let stmt = db
         .prepare_cached(concat!(
             "WITH confirmed AS ( \
                UPDATE booking.bookings SET status = 'CONFIRMED', table_ids = $3, updated_at = $4, handoff_due_at = NULL \
                WHERE id = $1 AND version = $2::int8 AND status = 'PENDING' AND handoff_due_at IS NOT NULL \
-               RETURNING id, version), \
+               RETURNING id, ",
+            changes::state_columns!(),
+            "), \
              queued AS ( \
                INSERT INTO booking.outbox (booking_id, version, kind, payload, trace_context) \
                SELECT id, version, $8::text, ",
@@ -201,8 +214,10 @@ pub async fn confirm_inline(
                SELECT $1, $5::text, $6::int8, $7::jsonb, $13::jsonb || COALESCE( \
                  (SELECT jsonb_agg(jsonb_build_object('type', $11::text, 'version', $2::bigint, 'detail', $12::jsonb)) \
                   FROM queued), '[]') \
-               FROM confirmed) \
-             SELECT count(*) FROM confirmed",
+               FROM confirmed), \
+             changed AS (",
+            changes::record_from!("confirmed", "$14", "$15"),
+            ") SELECT count(*) FROM confirmed",
         ))
         .await?;
     let (first_kind, first_version, first_detail, later) = history::row(events)?;
@@ -231,6 +246,8 @@ pub async fn confirm_inline(
             queued_type,
             queued_detail,
             later,
+            change.kind.as_str(),
+            changes::fields_json(change)?,
         ],
     ))
 }

@@ -9,6 +9,7 @@
 //! asked for the domain type itself.
 
 pub mod bookings;
+pub mod changes;
 pub mod history;
 pub mod idempotency;
 pub mod jobs;

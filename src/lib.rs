@@ -2,11 +2,12 @@
 //!
 //! Owns what every service needs and nothing domain-specific: the generated gRPC bindings
 //! and their descriptor set, settings shared by all binaries, tracing and OpenTelemetry
-//! set-up, the gRPC server builder and traced clients, the PostgreSQL pool with
-//! migrations, status helpers and backoff. It must never hold booking, assignment or
-//! notification rules: those live in their service crates.
+//! set-up, the gRPC server builder, traced clients (also balanced over a peer's replicas),
+//! the PostgreSQL pool with migrations, status helpers and backoff. It must never hold
+//! booking, assignment or notification rules: those live in their service crates.
 
 pub mod backoff;
+pub mod balance;
 pub mod db;
 pub mod grpc;
 pub mod proto;

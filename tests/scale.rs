@@ -376,3 +376,21 @@ async fn the_whole_flow_runs_with_a_database_per_service() {
         assert_eq!(schemas, vec![schema.to_string()], "database {}", db.name);
     }
 }
+
+#[test]
+fn compose_gives_each_service_its_own_database_in_its_postgresql() {
+    let compose = support::yaml::load("docker-compose.yml");
+    let init =
+        std::fs::read_to_string(support::workspace_root().join("deploy/postgres/databases.sql")).expect("init script");
+    let mounts = compose["services"]["postgres"]["volumes"].as_array().expect("volumes");
+    assert!(mounts.iter().any(|m| m.as_str()
+        == Some("./deploy/postgres/databases.sql:/docker-entrypoint-initdb.d/databases.sql:ro")));
+    let mut databases = std::collections::BTreeSet::new();
+    for service in ["booking-svc", "assign-svc", "notify-svc"] {
+        let url = compose["services"][service]["environment"]["DATABASE_URL"].as_str().expect("DATABASE_URL");
+        let database = url.rsplit('/').next().expect("a database").to_string();
+        assert!(init.contains(&format!("CREATE DATABASE {database};")), "{service}: {database} is not created");
+        databases.insert(database);
+    }
+    assert_eq!(databases.len(), 3, "{databases:?}");
+}

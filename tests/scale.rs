@@ -33,15 +33,18 @@ const ASSIGN_SPAN: &str = "assign.v1.AssignService/Assign";
 const SEND_ONCE_SPAN: &str = "notify.v1.NotifyService/SendOnce";
 
 /// booking-svc on `db` calling the peers at `assign_url` and `notify_url` (names resolved
-/// by `resolver` every `resolve_interval_ms`), with the stack's quick worker timings.
+/// by `resolver` every `resolve_interval_ms`), with the stack's quick worker timings and
+/// inline attempts of up to `inline_timeout_ms`.
 async fn booking(
     db: &TestDb,
     assign_url: &str,
     notify_url: &str,
     resolver: &TestResolver,
     resolve_interval_ms: u64,
+    inline_timeout_ms: u64,
 ) -> Running {
     let mut s = booking_svc::Settings::for_database(&db.url, assign_url, notify_url);
+    s.inline_assign_timeout_ms = inline_timeout_ms;
     s.resolver = platform::balance::Resolver::new(resolver.clone());
     s.resolve_interval_ms = resolve_interval_ms;
     s.inline_record_grace_ms = 300;
@@ -109,7 +112,7 @@ async fn calls_reach_every_replica_of_assign_svc_and_notify_svc_behind_one_name(
     let notify_env = [("DATABASE_URL", db.url.as_str()), ("MAIL_DIR", mail.as_str()), ("RETRY_BASE_MS", "100")];
     let notify = Replicas::start("notify-svc", "notify.scale.test", 2, 2, &notify_env, &collector, &resolver).await;
     put_tables(&assign.replica_url(0), 10).await;
-    let booking = booking(&db, &assign.url(), &notify.url(), &resolver, 500).await;
+    let booking = booking(&db, &assign.url(), &notify.url(), &resolver, 500, 800).await;
     let client = services::booking_client(&booking.url);
 
     for day in 1..=3 {
@@ -134,7 +137,9 @@ async fn an_assign_replica_killed_under_load_costs_no_edit_and_the_background_co
         Replicas::start("assign-svc", "assign.kill.test", 3, 3, &assign_env(&db.url), &collector, &resolver).await;
     let notify = notify(&db, mail_dir.path()).await;
     put_tables(&assign.replica_url(0), 16).await;
-    let booking = booking(&db, &assign.url(), &notify.url, &resolver, 500).await;
+    // Inline attempts wait long enough here that those stuck on the frozen replica are still
+    // waiting when it is killed: they lose their replica, they do not time out.
+    let booking = booking(&db, &assign.url(), &notify.url, &resolver, 500, 10_000).await;
     let client = services::booking_client(&booking.url);
     let mut ids = Vec::new();
     for _ in 0..8 {
@@ -144,9 +149,10 @@ async fn an_assign_replica_killed_under_load_costs_no_edit_and_the_background_co
     }
 
     // Eight guests edit their bookings back and forth (party of 2 or 3: a free table always
-    // fits) for four seconds. After one second the second replica freezes, so that the calls
-    // it gets pile up in flight, and 300 ms later it is killed in the middle of them.
-    let stop_at = Instant::now() + Duration::from_secs(4);
+    // fits) for six seconds. After one second the second replica freezes, so that the calls
+    // it gets pile up in flight (a guest whose call lands there waits), and 1.5 s later it is
+    // killed in the middle of them; the other replicas serve the rest.
+    let stop_at = Instant::now() + Duration::from_secs(6);
     let guests: Vec<_> = ids
         .iter()
         .map(|id| {
@@ -172,7 +178,7 @@ async fn an_assign_replica_killed_under_load_costs_no_edit_and_the_background_co
     let victim = assign.service_names()[1].clone();
     let before = assign_calls_of(&collector, &victim).await;
     assign.replicas[1].freeze();
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
     assign.replicas[1].kill();
 
     let mut pending: Vec<(String, i64)> = Vec::new();
@@ -182,6 +188,8 @@ async fn an_assign_replica_killed_under_load_costs_no_edit_and_the_background_co
             let answer = answer.unwrap_or_else(|status| panic!("an edit of {id} failed: {status:?}"));
             edits += 1;
             if answer.outcome == pb::Outcome::Pending as i32 {
+                let result = answer.inline_attempt.as_ref().map(|a| a.result);
+                assert_eq!(result, Some(pb::InlineResult::Unavailable as i32), "{answer:?}");
                 pending.push((id, answer.booking.expect("booking").version));
             } else {
                 assert_eq!(answer.outcome, pb::Outcome::Confirmed as i32, "{answer:?}");
@@ -227,7 +235,7 @@ async fn a_replica_added_to_the_name_is_used_within_one_resolve_interval_and_one
         Replicas::start("assign-svc", "assign.grow.test", 5, 2, &assign_env(&db.url), &collector, &resolver).await;
     let notify = notify(&db, mail_dir.path()).await;
     put_tables(&assign.replica_url(0), 12).await;
-    let booking = booking(&db, &assign.url(), &notify.url, &resolver, INTERVAL_MS).await;
+    let booking = booking(&db, &assign.url(), &notify.url, &resolver, INTERVAL_MS, 800).await;
     let client = services::booking_client(&booking.url);
     let mut ids = Vec::new();
     for _ in 0..12 {
@@ -241,16 +249,21 @@ async fn a_replica_added_to_the_name_is_used_within_one_resolve_interval_and_one
     resolver.set(&assign.name, assign.addrs());
     tokio::time::sleep(Duration::from_millis(INTERVAL_MS + 300)).await;
     let names = assign.service_names();
-    edit_all(&client, &ids, 3).await;
+    // 36 calls: a replica that took them would get none with odds of (2/3)^36.
+    for party in [3, 4, 3] {
+        edit_all(&client, &ids, party).await;
+    }
     let counts = served(&collector, ASSIGN_SPAN);
     let new_calls = assign_calls_of(&collector, &names[2]).await;
-    assert!(new_calls > 0, "the replica at {added} served none of 12 calls: {counts:?}");
+    assert!(new_calls > 0, "the replica at {added} served none of 36 calls: {counts:?}");
 
     // Unlisted (alive), the first replica gets no call after the next resolution.
     resolver.set(&assign.name, assign.addrs().into_iter().skip(1).collect::<Vec<Ipv4Addr>>());
     tokio::time::sleep(Duration::from_millis(INTERVAL_MS + 300)).await;
     let before = assign_calls_of(&collector, &names[0]).await;
-    edit_all(&client, &ids, 2).await;
+    for party in [2, 3] {
+        edit_all(&client, &ids, party).await;
+    }
     let after = assign_calls_of(&collector, &names[0]).await;
     assert_eq!(after, before, "the unlisted replica still got calls");
 }

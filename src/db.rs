@@ -234,7 +234,8 @@ impl Database {
     pub async fn migrate(&self, schema: &str, mut runner: refinery::Runner) -> anyhow::Result<()> {
         let mut client = self.raw_client().await?;
         let lock_key = format!("migrate:{schema}");
-        let locked: bool = client.query_one("SELECT pg_try_advisory_lock(hashtext($1))", &[&lock_key]).await?.get(0);
+        let locked: bool =
+            client.query_one("SELECT pg_try_advisory_lock(hashtext($1))", &[&lock_key]).await?.try_get(0)?;
         if !locked {
             tracing::info!(schema, "another process is migrating this schema; waiting for it");
             client.execute("SELECT pg_advisory_lock(hashtext($1))", &[&lock_key]).await?;

@@ -225,20 +225,32 @@ impl Database {
         Ok(self.pool.get().await?)
     }
 
-    /// Creates `schema`, runs the service's migrations with their history table inside
-    /// it, holding an advisory lock so concurrent replicas migrate one at a time.
+    /// Creates `schema` and runs the service's migrations with their history table inside
+    /// it, under an advisory lock of its own (one per schema): replicas that start together
+    /// on an empty database migrate one after the other, the first applying the migrations
+    /// and the others finding them applied. Should any step fail while the lock is held, the
+    /// connection is closed instead of going back to the pool, so the lock ends with the
+    /// attempt (a failed unlock cannot leave it held for the next one).
     pub async fn migrate(&self, schema: &str, mut runner: refinery::Runner) -> anyhow::Result<()> {
         let mut client = self.raw_client().await?;
         let lock_key = format!("migrate:{schema}");
-        client.execute("SELECT pg_advisory_lock(hashtext($1))", &[&lock_key]).await?;
+        let locked: bool =
+            client.query_one("SELECT pg_try_advisory_lock(hashtext($1))", &[&lock_key]).await?.try_get(0)?;
+        if !locked {
+            tracing::info!(schema, "another process is migrating this schema; waiting for it");
+            client.execute("SELECT pg_advisory_lock(hashtext($1))", &[&lock_key]).await?;
+        }
         let result = async {
             client.batch_execute(&format!("CREATE SCHEMA IF NOT EXISTS {schema}")).await?;
             let client: &mut tokio_postgres::Client = &mut client;
             runner.set_migration_table_name(format!("{schema}.refinery_schema_history")).run_async(client).await?;
+            client.execute("SELECT pg_advisory_unlock(hashtext($1))", &[&lock_key]).await?;
             anyhow::Ok(())
         }
         .await;
-        client.execute("SELECT pg_advisory_unlock(hashtext($1))", &[&lock_key]).await?;
+        if result.is_err() {
+            drop(Object::take(client));
+        }
         result
     }
 

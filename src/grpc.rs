@@ -182,15 +182,22 @@ impl GrpcServer {
 pub type Channel = Traced<tonic::transport::Channel>;
 
 /// A lazily connecting channel to `url` (`http://host:port`); connection failures surface
-/// per call as `UNAVAILABLE`, and the channel reconnects by itself.
+/// per call as `UNAVAILABLE`, and the channel reconnects by itself. One connection to
+/// whatever `host` resolves to first: [`crate::balance::connect`] spreads calls over every
+/// address instead.
 pub fn connect(url: &str) -> anyhow::Result<Channel> {
-    let endpoint = Endpoint::from_shared(url.to_string())?
+    Ok(TraceLayer::client().layer(endpoint(url)?.connect_lazy()))
+}
+
+/// The connection settings of every client (connect timeout, no Nagle, HTTP/2 keep-alive,
+/// so a peer that froze is noticed within seconds) for `url`.
+pub fn endpoint(url: &str) -> anyhow::Result<Endpoint> {
+    Ok(Endpoint::from_shared(url.to_string())?
         .connect_timeout(Duration::from_secs(2))
         .tcp_nodelay(true)
         .http2_keep_alive_interval(Duration::from_secs(10))
         .keep_alive_timeout(Duration::from_secs(5))
-        .keep_alive_while_idle(true);
-    Ok(TraceLayer::client().layer(endpoint.connect_lazy()))
+        .keep_alive_while_idle(true))
 }
 
 /// The caller's timeout from its `grpc-timeout` metadata, if it sent a valid one.

@@ -2,8 +2,8 @@
 //!
 //! Owns what every service needs and nothing domain-specific: the generated gRPC bindings
 //! and their descriptor set, settings shared by all binaries, tracing and OpenTelemetry
-//! set-up, the gRPC server builder and traced clients, the PostgreSQL pool with
-//! migrations, status helpers and backoff.
+//! set-up, the gRPC server builder, traced clients (also balanced over a peer's replicas),
+//! the PostgreSQL pool with migrations, status helpers and backoff.
 //!
 //! It also holds each mechanism that more than one service runs, once: the worker poll
 //! loop ([`worker`]), the leased queue ([`queue`]), the purge of rows past their retention
@@ -12,6 +12,7 @@
 //! rules: those live in their service crates.
 
 pub mod backoff;
+pub mod balance;
 pub mod db;
 pub mod grpc;
 pub mod proto;

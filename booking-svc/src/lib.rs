@@ -45,8 +45,9 @@ pub const SCHEMA: &str = "booking";
 pub async fn run(settings: Settings, listener: TcpListener, shutdown: CancellationToken) -> anyhow::Result<()> {
     let common = settings.common.clone();
     let database = Database::connect_lazy(&common.database_url, common.db_pool_size as usize)?;
-    let assign = AssignServiceClient::new(platform::grpc::connect(&settings.assign_url)?);
-    let notify = NotifyServiceClient::new(platform::grpc::connect(&settings.notify_url)?);
+    let peer = |url: &str| platform::balance::connect(url, settings.resolver.clone(), settings.resolve_interval());
+    let assign = AssignServiceClient::new(peer(&settings.assign_url)?);
+    let notify = NotifyServiceClient::new(peer(&settings.notify_url)?);
     let metrics = metrics::Metrics::new();
     #[cfg(feature = "crash-hook")]
     let crash = crash::CrashHook::new(settings.crash_at);

@@ -1,7 +1,8 @@
 //! booking-svc's settings.
 //!
-//! The shared ones plus its listen address, its peers, the inline-assignment switch, the
-//! workers' timings and the change feed's buffer.
+//! The shared ones plus its listen address, its peers (and how often their names are
+//! resolved), the inline-assignment switch, the workers' timings and the change feed's
+//! buffer.
 
 use clap::Parser;
 use platform::settings::{CommonSettings, parse_bool, parse_http_url};
@@ -19,13 +20,25 @@ pub struct Settings {
     #[arg(long = "listen-addr", env = "LISTEN_ADDR", value_name = "LISTEN_ADDR", default_value = "0.0.0.0:50051")]
     pub listen_addr: SocketAddr,
 
-    /// assign-svc URL.
+    /// assign-svc URL. Its host may resolve to several replicas (a headless Service): calls
+    /// are spread over every one that reports SERVING.
     #[arg(long = "assign-url", env = "ASSIGN_URL", value_name = "ASSIGN_URL", default_value = "http://127.0.0.1:50052", value_parser = parse_http_url)]
     pub assign_url: String,
 
-    /// notify-svc URL.
+    /// notify-svc URL, spread over its replicas like ASSIGN_URL.
     #[arg(long = "notify-url", env = "NOTIFY_URL", value_name = "NOTIFY_URL", default_value = "http://127.0.0.1:50053", value_parser = parse_http_url)]
     pub notify_url: String,
+
+    /// How often the hosts of ASSIGN_URL and NOTIFY_URL are resolved again to find
+    /// replicas that came or went, in milliseconds (a replica that dies or drains leaves
+    /// at once, through its health).
+    #[arg(long = "resolve-interval-ms", env = "RESOLVE_INTERVAL_MS", value_name = "RESOLVE_INTERVAL_MS", default_value_t = 5_000,
+          value_parser = clap::value_parser!(u64).range(100..=3_600_000))]
+    pub resolve_interval_ms: u64,
+
+    /// Resolves the peers' hosts: the system's resolver (tests put their own).
+    #[arg(skip)]
+    pub resolver: platform::balance::Resolver,
 
     /// Try to confirm creates and edits inline (true) or always hand them to the
     /// background (false).
@@ -162,5 +175,10 @@ impl Settings {
     /// Deadline of background peer calls.
     pub fn peer_timeout(&self) -> Duration {
         Duration::from_millis(self.peer_timeout_ms)
+    }
+
+    /// How often the peers' hosts are resolved again.
+    pub fn resolve_interval(&self) -> Duration {
+        Duration::from_millis(self.resolve_interval_ms)
     }
 }

@@ -1,6 +1,7 @@
 //! The one test harness: a fresh PostgreSQL database per test, the three services
-//! in-process on random loopback ports or as real processes, typed clients, a real SMTP
-//! server, an OTLP receiver, the real grpcurl, and the repository's YAML files as JSON.
+//! in-process on random loopback ports or as real processes (also several replicas behind
+//! one name), typed clients, a real SMTP server, an OTLP receiver, the real grpcurl, and
+//! the repository's YAML files as JSON.
 
 #![allow(dead_code)]
 
@@ -8,6 +9,7 @@ pub mod db;
 pub mod grpcurl;
 pub mod otlp;
 pub mod process;
+pub mod replicas;
 pub mod services;
 pub mod smtp;
 pub mod stack;

@@ -96,10 +96,12 @@ pub fn target_dir() -> PathBuf {
     exe.parent().and_then(|deps| deps.parent()).expect("target dir").to_path_buf()
 }
 
-/// A service running as its own process, listening on a fixed loopback port so that it
+/// A service running as its own process, listening on a fixed loopback address so that it
 /// can be restarted at the same address.
 pub struct ServiceProcess {
     pub bin: &'static str,
+    /// The loopback address it listens on (127.0.0.1 unless started with [`ServiceProcess::spawn_at`]).
+    pub host: std::net::Ipv4Addr,
     pub port: u16,
     pub url: String,
     envs: Vec<(String, String)>,
@@ -110,12 +112,16 @@ pub struct ServiceProcess {
 impl ServiceProcess {
     /// Starts `bin` with `envs` (plus `LISTEN_ADDR` on a free port); does not wait.
     pub fn spawn(bin: &'static str, envs: &[(&str, &str)]) -> Self {
-        let port = super::free_port();
+        Self::spawn_at(bin, std::net::Ipv4Addr::LOCALHOST, super::free_port(), envs)
+    }
+
+    /// Starts `bin` with `envs` listening on `host:port` (a loopback address); does not wait.
+    pub fn spawn_at(bin: &'static str, host: std::net::Ipv4Addr, port: u16, envs: &[(&str, &str)]) -> Self {
         let envs = envs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
         let log_dir = target_dir().join("test-logs");
         let _ = std::fs::create_dir_all(&log_dir);
-        let log = log_dir.join(format!("{bin}-{}-{port}.log", std::process::id()));
-        let mut process = Self { bin, port, url: format!("http://127.0.0.1:{port}"), envs, child: None, log };
+        let log = log_dir.join(format!("{bin}-{}-{host}-{port}.log", std::process::id()));
+        let mut process = Self { bin, host, port, url: format!("http://{host}:{port}"), envs, child: None, log };
         process.start();
         process
     }
@@ -145,7 +151,7 @@ impl ServiceProcess {
             .env_remove("OTEL_EXPORTER_OTLP_ENDPOINT")
             .env("RUST_LOG", "info")
             .envs(self.envs.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-            .env("LISTEN_ADDR", format!("127.0.0.1:{}", self.port))
+            .env("LISTEN_ADDR", format!("{}:{}", self.host, self.port))
             .stdin(Stdio::null())
             .stdout(log)
             .stderr(err)

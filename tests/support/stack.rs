@@ -68,6 +68,8 @@ pub struct Options {
     /// The PostgreSQL server to create the test's database on (its admin URL), instead of
     /// the shared local one: a private cluster that the test may stop and restart.
     pub database_server: Option<String>,
+    /// A database per service (three `DATABASE_URL`s) instead of one shared by all three.
+    pub database_per_service: bool,
 }
 
 impl Default for Options {
@@ -82,6 +84,7 @@ impl Default for Options {
             inline_timeout_ms: 800,
             idempotency_retention_s: 604_800,
             database_server: None,
+            database_per_service: false,
         }
     }
 }
@@ -92,7 +95,10 @@ pub struct Stack {
     pub notify: Svc,
     pub assign: Svc,
     pub smtp: SmtpSink,
+    /// booking-svc's database (every service's, unless `database_per_service`).
     pub db: TestDb,
+    /// assign-svc's and notify-svc's own databases, with `database_per_service`.
+    pub own_dbs: Option<(TestDb, TestDb)>,
     pub options: Options,
     _mail_dir: tempfile::TempDir,
 }
@@ -104,15 +110,23 @@ impl Stack {
             Some(server) => TestDb::new_on(server).await,
             None => TestDb::new().await,
         };
+        let own_dbs = match options.database_per_service {
+            true => Some((TestDb::new().await, TestDb::new().await)),
+            false => None,
+        };
+        let (assign_url, notify_url) = match &own_dbs {
+            Some((assign, notify)) => (assign.url.clone(), notify.url.clone()),
+            None => (db.url.clone(), db.url.clone()),
+        };
         let smtp = SmtpSink::start().await;
         let assign = if options.assign_process {
             let (base, cap) = (options.reassign_backoff_ms.0.to_string(), options.reassign_backoff_ms.1.to_string());
-            let mut env = assign_env(&db.url);
+            let mut env = assign_env(&assign_url);
             env.retain(|(k, _)| !k.starts_with("REASSIGN_BACKOFF"));
             env.extend([("REASSIGN_BACKOFF_BASE_MS", base.as_str()), ("REASSIGN_BACKOFF_CAP_MS", cap.as_str())]);
             Svc::Process(ServiceProcess::start_serving("assign-svc", &env).await)
         } else {
-            let mut settings = assign_svc::Settings::for_database(&db.url);
+            let mut settings = assign_svc::Settings::for_database(&assign_url);
             settings.reassign_backoff_base_ms = options.reassign_backoff_ms.0;
             settings.reassign_backoff_cap_ms = options.reassign_backoff_ms.1;
             settings.reassign_lease_ms = 3_000;
@@ -121,11 +135,11 @@ impl Stack {
         let mail_dir = tempfile::tempdir().expect("mail dir");
         let notify = if options.notify_process {
             let mail_dir = mail_dir.path().display().to_string();
-            let env = notify_env(&db.url, &smtp.url(), &mail_dir);
+            let env = notify_env(&notify_url, &smtp.url(), &mail_dir);
             let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
             Svc::Process(ServiceProcess::start_serving("notify-svc", &env).await)
         } else {
-            let mut notify_settings = notify_svc::Settings::for_database(&db.url);
+            let mut notify_settings = notify_svc::Settings::for_database(&notify_url);
             notify_settings.smtp_url = Some(smtp.url());
             notify_settings.mail_dir = mail_dir.path().to_path_buf();
             notify_settings.retry_base_ms = 100;
@@ -134,7 +148,8 @@ impl Stack {
             notify_settings.smtp_timeout_ms = 3_000;
             Svc::InProcess(services::notify_with(notify_settings).await)
         };
-        let mut stack = Self { booking: None, notify, assign, smtp, db, options: options.clone(), _mail_dir: mail_dir };
+        let mut stack =
+            Self { booking: None, notify, assign, smtp, db, own_dbs, options: options.clone(), _mail_dir: mail_dir };
         stack.put_floor_plan(RESTAURANT, &options.tables).await;
         if options.booking_in_process {
             let settings = stack.booking_settings();

@@ -17,3 +17,18 @@ pub fn load(relative: &str) -> Value {
     assert!(output.status.success(), "{relative}: {}", String::from_utf8_lossy(&output.stderr));
     serde_json::from_slice(&output.stdout).unwrap_or_else(|e| panic!("{relative} as JSON: {e}"))
 }
+
+/// Every document of the YAML file at `relative` (a multi-document file), as JSON.
+pub fn load_all(relative: &str) -> Vec<Value> {
+    let path = super::workspace_root().join(relative);
+    let output = Command::new("python3")
+        .args([
+            "-c",
+            "import json, sys, yaml; print(json.dumps([d for d in yaml.safe_load_all(open(sys.argv[1])) if d]))",
+        ])
+        .arg(&path)
+        .output()
+        .expect("run python3 with PyYAML");
+    assert!(output.status.success(), "{relative}: {}", String::from_utf8_lossy(&output.stderr));
+    serde_json::from_slice(&output.stdout).unwrap_or_else(|e| panic!("{relative} as JSON: {e}"))
+}

@@ -10,6 +10,11 @@
 //!
 //! The job table (with the hand-offs in the booking rows) is the source of truth; the
 //! stream is only transport. It never holds a transaction while waiting on the stream.
+//!
+//! Over the balanced channel to several assign-svc replicas the stream is one call, so it
+//! lives on one replica: that is enough, as every replica's scheduler works the shared
+//! job table and each replica forwards the updates of all of them. When that replica dies
+//! or drains, the stream ends and is opened again (with backoff) on a replica that serves.
 
 mod apply;
 mod leases;

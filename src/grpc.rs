@@ -7,7 +7,10 @@
 //! [`connect`] gives clients that inject the caller's trace context into every call, and
 //! [`timeout_of`] reads how long a caller waits. Nothing here knows a domain rule.
 
-use crate::settings::CommonSettings;
+use crate::{
+    auth::{Authz, AuthzLayer},
+    settings::CommonSettings,
+};
 use http::{HeaderMap, Request, Response};
 use opentelemetry::{KeyValue, propagation::TextMapPropagator, trace::TraceContextExt};
 use opentelemetry_http::{HeaderExtractor, HeaderInjector};
@@ -90,13 +93,22 @@ pub struct GrpcServer {
     services: Vec<&'static str>,
     limits: ServerLimits,
     health: HealthReporter,
+    authz: Authz,
 }
 
 impl GrpcServer {
-    /// A server with health (everything `NOT_SERVING` until [`Health::set_serving`]).
+    /// A server with health (everything `NOT_SERVING` until [`Health::set_serving`]),
+    /// letting every call through until [`GrpcServer::authorize`].
     pub fn new(limits: ServerLimits) -> Self {
         let (health, health_service) = tonic_health::server::health_reporter();
-        Self { routes: Routes::new(health_service), services: Vec::new(), limits, health }
+        let authz = Authz::open("booking.internal");
+        Self { routes: Routes::new(health_service), services: Vec::new(), limits, health, authz }
+    }
+
+    /// Checks every call with `authz` (identity and allow-list) before it reaches a service.
+    pub fn authorize(mut self, authz: Authz) -> Self {
+        self.authz = authz;
+        self
     }
 
     /// The limits this server applies (services use `max_message_bytes` on their codecs).
@@ -155,6 +167,7 @@ impl GrpcServer {
         let limits = self.limits;
         let layers = ServiceBuilder::new()
             .layer(TraceLayer::server())
+            .layer(AuthzLayer::new(self.authz.clone()))
             .load_shed()
             .concurrency_limit(limits.max_concurrent_requests)
             .into_inner();

@@ -90,6 +90,8 @@ async fn probe(listen_addr: SocketAddr) -> ExitCode {
 
 /// What one service brings to [`serve`].
 pub struct ServiceParts<W> {
+    /// Its name (`booking-svc`, ...): the default audience of staff tokens.
+    pub name: &'static str,
     /// The server with the service's routes added.
     pub server: GrpcServer,
     /// Its database.
@@ -116,7 +118,15 @@ pub async fn serve<W>(
 where
     W: Future<Output = ()> + Send + 'static,
 {
-    let ServiceParts { server, database, schema, migrations, workers } = parts;
+    let ServiceParts { name, server, database, schema, migrations, workers } = parts;
+    let authz = crate::auth::Authz::from_settings(name, &common.auth, false)?;
+    if authz.is_open() {
+        tracing::warn!(
+            service = name,
+            "security is off: no TLS_CLIENT_CA, AUTH_JWKS or AUTHZ_POLICY, every caller may call every method (local development only)"
+        );
+    }
+    let server = server.authorize(authz);
     let health = server.health().await;
     let background_shutdown = shutdown.clone();
     let background = tokio::spawn(async move {

@@ -5,7 +5,7 @@
 //! service crate and flatten [`CommonSettings`] in.
 
 use clap::{Args, Parser, ValueEnum};
-use std::{str::FromStr, time::Duration};
+use std::{path::PathBuf, str::FromStr, time::Duration};
 
 /// Log line format.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -80,6 +80,42 @@ pub struct CommonSettings {
     #[arg(long = "shutdown-grace-ms", env = "SHUTDOWN_GRACE_MS", value_name = "SHUTDOWN_GRACE_MS", default_value_t = 10_000,
           value_parser = clap::value_parser!(u64).range(0..=600_000))]
     pub shutdown_grace_ms: u64,
+
+    /// Who may call what (see [`AuthSettings`]).
+    #[command(flatten)]
+    pub auth: AuthSettings,
+}
+
+/// Identity and authorization settings shared by the three services. With none of
+/// `AUTH_JWKS`, `AUTHZ_POLICY` and `TLS_CLIENT_CA` a service lets every call through
+/// (local development) and says so in one WARN line at start-up.
+#[derive(Clone, Debug, Args)]
+pub struct AuthSettings {
+    /// JWKS file of the keys that sign staff tokens (`authorization: Bearer <JWT>`, ES256
+    /// or EdDSA, key chosen by `kid`); re-read when it changes. Unset: tokens refused.
+    #[arg(long = "auth-jwks", env = "AUTH_JWKS", value_name = "AUTH_JWKS")]
+    pub auth_jwks: Option<PathBuf>,
+
+    /// Required `iss` of staff tokens.
+    #[arg(long = "auth-issuer", env = "AUTH_ISSUER", value_name = "AUTH_ISSUER", default_value = "booking-platform")]
+    pub auth_issuer: String,
+
+    /// Required `aud` of staff tokens; default: the service's name.
+    #[arg(long = "auth-audience", env = "AUTH_AUDIENCE", value_name = "AUTH_AUDIENCE")]
+    pub auth_audience: Option<String>,
+
+    /// SPIFFE trust domain of service identities (URI SAN `spiffe://<TRUST_DOMAIN>/<service>`).
+    #[arg(
+        long = "trust-domain",
+        env = "TRUST_DOMAIN",
+        value_name = "TRUST_DOMAIN",
+        default_value = "booking.internal"
+    )]
+    pub trust_domain: String,
+
+    /// JSON file overriding the built-in allow-list per method (see README, "Security").
+    #[arg(long = "authz-policy", env = "AUTHZ_POLICY", value_name = "AUTHZ_POLICY")]
+    pub authz_policy: Option<PathBuf>,
 }
 
 impl CommonSettings {

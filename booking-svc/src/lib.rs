@@ -137,6 +137,13 @@ pub async fn run(settings: Settings, listener: TcpListener, shutdown: Cancellati
             purge.run(worker_shutdown),
         );
     };
-    let parts = ServiceParts { server, database, schema: SCHEMA, migrations: embedded::migrations::runner, workers };
+    let parts = ServiceParts {
+        name: "booking-svc",
+        server,
+        database,
+        schema: SCHEMA,
+        migrations: embedded::migrations::runner,
+        workers,
+    };
     serve(parts, &common, listener, shutdown).await
 }

@@ -11,10 +11,16 @@ mod support;
 
 use platform::{
     auth::jwt::{Claims, SigningKey},
-    proto::{assign::v1 as assign_pb, notify::v1 as notify_pb},
+    proto::{assign::v1 as assign_pb, booking::v1 as booking_pb, notify::v1 as notify_pb},
 };
 use std::{path::PathBuf, time::Duration};
-use support::{db::TestDb, grpcurl, process::ServiceProcess, services};
+use support::{
+    db::TestDb,
+    grpcurl,
+    process::ServiceProcess,
+    services,
+    stack::{create_request, detail_str, edit_request, slot},
+};
 use tonic::Code;
 
 const HOUR: Duration = Duration::from_secs(3600);
@@ -212,3 +218,59 @@ async fn a_refusal_is_one_log_line_without_the_token() {
     }
 }
 
+#[tokio::test]
+async fn creates_edits_and_cancels_record_their_actor() {
+    let db = TestDb::new().await;
+    let issuer = Issuer::new();
+    let mut settings = booking_svc::Settings::for_database(&db.url, "http://127.0.0.1:1", "http://127.0.0.1:1");
+    settings.common.auth.auth_jwks = Some(issuer.jwks());
+    settings.inline_assign = false;
+    let booking = services::booking_with(settings).await;
+    let mut client = services::booking_client(&booking.url);
+    let alice = issuer.token("alice", &["staff"], "booking-svc");
+    let bob = issuer.token("bob", &["staff"], "booking-svc");
+
+    let created = client.create_booking(with_token(create_request(slot(2, 19), 4), &alice)).await.unwrap();
+    let id = created.into_inner().booking.unwrap().id;
+    let edit = booking_pb::EditBookingRequest { party_size: Some(5), ..edit_request(&id) };
+    client.edit_booking(with_token(edit, &bob)).await.unwrap();
+    let cancel = booking_pb::CancelBookingRequest { booking_id: id.clone(), ..Default::default() };
+    client.cancel_booking(with_token(cancel, &alice)).await.unwrap();
+
+    let request = booking_pb::GetBookingHistoryRequest { booking_id: id.clone() };
+    let events = client.get_booking_history(with_token(request, &bob)).await.unwrap().into_inner().events;
+    let actors: Vec<(i32, Option<String>)> = events
+        .iter()
+        .filter(|e| {
+            use booking_pb::BookingEventType as E;
+            [E::Created as i32, E::Edited as i32, E::Cancelled as i32].contains(&e.r#type)
+        })
+        .map(|e| (e.r#type, detail_str(e, "actor")))
+        .collect();
+    use booking_pb::BookingEventType as E;
+    assert_eq!(
+        actors,
+        [
+            (E::Created as i32, Some("alice".to_string())),
+            (E::Edited as i32, Some("bob".to_string())),
+            (E::Cancelled as i32, Some("alice".to_string()))
+        ]
+    );
+
+    let watch = booking_pb::WatchBookingChangesRequest { from_start: true, ..Default::default() };
+    let mut stream = client.watch_booking_changes(with_token(watch, &bob)).await.unwrap().into_inner();
+    let mut seen = Vec::new();
+    while !seen.iter().any(|(kind, _)| *kind == booking_pb::ChangeType::Cancelled as i32) {
+        let change = tokio::time::timeout(Duration::from_secs(10), stream.message())
+            .await
+            .expect("the cancel in the feed within 10 s")
+            .unwrap()
+            .expect("stream open");
+        seen.push((change.change_type, change.actor));
+    }
+    use booking_pb::ChangeType as T;
+    let by_kind = |kind: T| seen.iter().find(|(k, _)| *k == kind as i32).map(|(_, actor)| actor.clone());
+    assert_eq!(by_kind(T::Created).as_deref(), Some("alice"));
+    assert_eq!(by_kind(T::Edited).as_deref(), Some("bob"));
+    assert_eq!(by_kind(T::Cancelled).as_deref(), Some("alice"));
+}

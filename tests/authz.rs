@@ -164,11 +164,24 @@ async fn the_policy_file_overrides_the_defaults() {
 }
 
 #[tokio::test]
-async fn grpcurl_with_a_bearer_token() {
+async fn grpcurl_with_a_token_from_booking_token() {
     let db = TestDb::new().await;
-    let issuer = Issuer::new();
+    let dir = tempfile::tempdir().unwrap();
+    let (key, jwks) = (dir.path().join("signing-key.pem"), dir.path().join("jwks.json"));
+    let mint = |subject: &str, roles: &str| {
+        let output = std::process::Command::new(support::process::binary("booking-token"))
+            .args(["--subject", subject, "--roles", roles, "--key"])
+            .arg(&key)
+            .arg("--jwks")
+            .arg(&jwks)
+            .output()
+            .unwrap();
+        assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+        String::from_utf8(output.stdout).unwrap().trim().to_string()
+    };
+    let staff = mint("sam", "staff");
     let mut settings = booking_svc::Settings::for_database(&db.url, "http://127.0.0.1:1", "http://127.0.0.1:1");
-    settings.common.auth.auth_jwks = Some(issuer.jwks());
+    settings.common.auth.auth_jwks = Some(jwks.clone());
     let booking = services::booking_with(settings).await;
     let addr = booking.addr.to_string();
     let body = serde_json::json!({ "restaurant_id": "bistro" }).to_string();
@@ -177,11 +190,23 @@ async fn grpcurl_with_a_bearer_token() {
     let (ok, _, stderr) = grpcurl::run(&["-d", &body, &addr, method]).await;
     assert!(!ok && stderr.contains("Unauthenticated"), "{stderr}");
 
-    let header = format!("authorization: Bearer {}", issuer.token("sam", &["staff"], "booking-svc"));
+    let header = format!("authorization: Bearer {staff}");
     let (ok, stdout, stderr) = grpcurl::run(&["-H", &header, "-d", &body, &addr, method]).await;
     assert!(ok, "{stderr}");
     let answer: serde_json::Value = serde_json::from_str(&stdout).unwrap();
     assert_eq!(answer["restaurant"]["id"], "bistro", "{answer}");
+
+    // A second token from the same key file verifies against the same JWKS; a floor
+    // plan write needs floor-admin.
+    let put = serde_json::json!({ "restaurant": { "id": "bistro", "name": "Bistro", "time_zone": "Europe/Paris" } });
+    let put = put.to_string();
+    let (ok, _, stderr) =
+        grpcurl::run(&["-H", &header, "-d", &put, &addr, "booking.v1.BookingService/PutRestaurant"]).await;
+    assert!(!ok && stderr.contains("PermissionDenied"), "{stderr}");
+    let admin = format!("authorization: Bearer {}", mint("ann", "staff,floor-admin"));
+    let (ok, _, stderr) =
+        grpcurl::run(&["-H", &admin, "-d", &put, &addr, "booking.v1.BookingService/PutRestaurant"]).await;
+    assert!(ok, "{stderr}");
 
     // Reflection needs no token, so grpcurl can describe the API.
     let (ok, listed, stderr) = grpcurl::run(&[&addr, "list"]).await;

@@ -13,7 +13,7 @@ use std::{
 const SERVICES: [&str; 3] = ["booking-svc", "assign-svc", "notify-svc"];
 
 /// The dev tools' binaries, built by the same build (they run in the target directory).
-const TOOLS: [&str; 3] = ["booking-stack", "booking-bench", "booking-chaos"];
+const TOOLS: [&str; 4] = ["booking-stack", "booking-bench", "booking-chaos", "booking-token"];
 
 /// Where the harness keeps the service binaries it built, and its marker of that build.
 const HARNESS_BINS: &str = "harness-bins";

@@ -401,3 +401,32 @@ async fn certificates_rotate_under_load_without_a_failed_call() {
         fresh.create_booking(create_request(slot(1, 9), 2)).await.expect("create after rotation").into_inner();
     assert_eq!(created.outcome, bpb::Outcome::Confirmed as i32, "{created:?}");
 }
+
+#[tokio::test]
+async fn without_tls_a_service_says_so_once_and_probes_find_health_with_tls_on() {
+    let db = support::db::TestDb::new().await;
+    let plain = support::process::ServiceProcess::start_serving("assign-svc", &[("DATABASE_URL", &db.url)]).await;
+    let warned = plain.log_text().lines().filter(|l| l.contains("WARN") && l.contains("TLS is off")).count();
+    assert_eq!(warned, 1, "one WARN line at start-up:\n{}", plain.log_text());
+
+    let (_dir, pki, _ca) = make_pki();
+    let env = stack::secure_env(&pki, "assign-svc");
+    let mut env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    env.push(("DATABASE_URL", &db.url));
+    let secure = support::process::ServiceProcess::start_serving("assign-svc", &env).await;
+    assert!(!secure.log_text().contains("TLS is off"), "{}", secure.log_text());
+    let listen = format!("127.0.0.1:{}", secure.port);
+    let probe = |without_health_addr: bool| {
+        let mut command = std::process::Command::new(support::process::binary("assign-svc"));
+        command.envs(env.iter().copied()).env("LISTEN_ADDR", &listen).arg("--health-probe");
+        if without_health_addr {
+            command.env_remove("HEALTH_ADDR");
+        }
+        command.output().unwrap()
+    };
+    // On HEALTH_ADDR in plain text, and without it over TLS with the service's own certificate.
+    for without_health_addr in [false, true] {
+        let output = probe(without_health_addr);
+        assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    }
+}

@@ -240,9 +240,10 @@ async fn grpcurl_calls_a_mutual_tls_server_with_cacert_cert_and_key() {
     let (ok, listed, stderr) = grpcurl::run_tls(&["-cacert", &ca, "-cert", &cert, "-key", &key, &addr, "list"]).await;
     assert!(ok && listed.contains("assign.v1.AssignService"), "{listed} {stderr}");
 
-    let (ok, _, stderr) = grpcurl::run_tls(&["-cacert", &ca, &addr, "list"]).await;
+    // grpcurl retries a refused connection until its connect timeout.
+    let (ok, _, stderr) = grpcurl::run_tls(&["-connect-timeout", "2", "-cacert", &ca, &addr, "list"]).await;
     assert!(!ok, "grpcurl without a client certificate must be refused");
-    let (ok, _, _) = grpcurl::run(&[&addr, "list"]).await;
+    let (ok, _, _) = grpcurl::run(&["-connect-timeout", "2", &addr, "list"]).await;
     assert!(!ok, "grpcurl in plain text must be refused: {stderr}");
 }
 

@@ -3,10 +3,12 @@
 //! The binaries `booking-stack` (the whole system on one machine), `booking-bench` (how
 //! fast an edit is), `booking-token` (a staff token and the JWKS) and `booking-chaos` (a seeded soak under every fault at once, judged
 //! from outside) live in `src/bin/`; this library holds what they share with each other
-//! and with the end-to-end tests, and the benchmark's change-feed watchers.
+//! and with the end-to-end tests (the local certificate authority among them), and the
+//! benchmark's change-feed watchers.
 
 pub mod binaries;
 pub mod chaos;
 pub mod feed;
 pub mod local_pg;
+pub mod pki;
 pub mod token;

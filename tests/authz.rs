@@ -299,3 +299,69 @@ async fn creates_edits_and_cancels_record_their_actor() {
     assert_eq!(by_kind(T::Edited).as_deref(), Some("bob"));
     assert_eq!(by_kind(T::Cancelled).as_deref(), Some("alice"));
 }
+
+/// Certificates for the three services, a `staff` client and an `intruder` service, in a
+/// temporary folder.
+fn make_pki() -> (tempfile::TempDir, booking_tools::pki::LocalPki) {
+    let dir = tempfile::tempdir().unwrap();
+    let names = ["booking-svc", "assign-svc", "notify-svc", "staff"];
+    let (pki, _ca) =
+        booking_tools::pki::LocalPki::create(dir.path(), booking_tools::pki::DEFAULT_TRUST_DOMAIN, &names).unwrap();
+    (dir, pki)
+}
+
+fn mutual_tls(common: &mut platform::settings::CommonSettings, pki: &booking_tools::pki::LocalPki, name: &str) {
+    common.tls_cert = Some(pki.cert(name));
+    common.tls_key = Some(pki.key(name));
+    common.tls_client_ca = Some(pki.ca());
+    common.tls_ca = Some(pki.ca());
+}
+
+#[tokio::test]
+async fn service_certificates_name_the_caller_under_mutual_tls() {
+    use platform::proto::{
+        assign::v1::assign_service_client::AssignServiceClient, notify::v1::notify_service_client::NotifyServiceClient,
+    };
+    let db = TestDb::new().await;
+    let (_dir, pki) = make_pki();
+    let issuer = Issuer::new();
+    let as_service = |name: &str| support::stack::client_tls(&pki, name);
+
+    // notify-svc with mutual TLS and the built-in policy: SendOnce only from booking-svc.
+    let mut settings = notify_svc::Settings::for_database(&db.url);
+    mutual_tls(&mut settings.common, &pki, "notify-svc");
+    let notify =
+        services::Running::start_tls(move |l, s| notify_svc::run(settings, l, s), Some(as_service("booking-svc")))
+            .await;
+    let send_as = |name: &str| {
+        let channel = platform::grpc::connect_with(&notify.url, Some(&as_service(name))).unwrap();
+        async move { NotifyServiceClient::new(channel).send_once(notify_pb::SendOnceRequest::default()).await }
+    };
+    let passed = send_as("booking-svc").await.expect_err("an empty request is invalid, but booking-svc may call");
+    assert_eq!(passed.code(), Code::InvalidArgument, "booking-svc's certificate passes the allow-list: {passed:?}");
+    let denied = send_as("staff").await.expect_err("staff");
+    assert_eq!(denied.code(), Code::PermissionDenied, "{denied:?}");
+    let denied = send_as("assign-svc").await.expect_err("the wrong service");
+    assert_eq!(denied.code(), Code::PermissionDenied, "{denied:?}");
+
+    // assign-svc: a valid certificate of the wrong service is denied Assign; a staff
+    // certificate with a floor-admin token may put a floor plan, and is the token's subject.
+    let mut settings = assign_svc::Settings::for_database(&db.url);
+    mutual_tls(&mut settings.common, &pki, "assign-svc");
+    settings.common.auth.auth_jwks = Some(issuer.jwks());
+    let assign =
+        services::Running::start_tls(move |l, s| assign_svc::run(settings, l, s), Some(as_service("booking-svc")))
+            .await;
+    let client_as = |name: &str| {
+        AssignServiceClient::new(platform::grpc::connect_with(&assign.url, Some(&as_service(name))).unwrap())
+    };
+    let denied = client_as("notify-svc").assign(assign_pb::AssignRequest::default()).await.expect_err("notify-svc");
+    assert_eq!(denied.code(), Code::PermissionDenied, "{denied:?}");
+    assert!(denied.message().contains("spiffe://booking.internal/notify-svc"), "{}", denied.message());
+    let passed = client_as("booking-svc").assign(assign_pb::AssignRequest::default()).await.expect_err("invalid");
+    assert_eq!(passed.code(), Code::InvalidArgument, "{passed:?}");
+    let denied = client_as("staff").put_floor_plan(plan()).await.expect_err("a certificate alone has no role");
+    assert_eq!(denied.code(), Code::PermissionDenied, "{denied:?}");
+    let admin = issuer.token("ann", &["floor-admin"], "assign-svc");
+    client_as("staff").put_floor_plan(with_token(plan(), &admin)).await.expect("certificate and floor-admin token");
+}

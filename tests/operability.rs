@@ -81,6 +81,7 @@ fn compose_file_wires_every_service_by_the_contract() {
             "TLS_KEY",
             "TLS_CLIENT_CA",
             "TLS_CA",
+            "AUTH_JWKS",
             "HEALTH_ADDR",
         ];
         for key in env.keys() {
@@ -91,6 +92,7 @@ fn compose_file_wires_every_service_by_the_contract() {
         assert_eq!(env["TLS_KEY"], format!("/certs/{name}-key.pem"));
         assert_eq!((&env["TLS_CLIENT_CA"], &env["TLS_CA"]), (&"/certs/ca.pem".into(), &"/certs/ca.pem".into()));
         assert!(env.contains_key("HEALTH_ADDR"), "{name}: probes cannot present a certificate");
+        assert_eq!(env["AUTH_JWKS"], "/certs/jwks.json", "{name}: staff tokens checked against the JWKS certs made");
         assert_eq!(mounted_at(service, "certs"), "/certs");
         assert_eq!(service["depends_on"]["certs"]["condition"], "service_completed_successfully");
     }

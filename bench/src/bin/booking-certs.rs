@@ -1,7 +1,9 @@
 //! `booking-certs`: a local CA and the services' certificates, for the compose stack.
 //!
 //! Writes `ca.pem` and, for booking-svc, assign-svc, notify-svc and a `staff` client,
-//! `<name>.pem` and `<name>-key.pem` into `--dir` (see `booking_tools::pki`). Keeps the
+//! `<name>.pem` and `<name>-key.pem` into `--dir` (see `booking_tools::pki`), and for
+//! staff tokens `signing-key.pem`, `jwks.json` (the services' AUTH_JWKS) and
+//! `staff-token` (subject `staff`, roles staff and floor-admin, 30 days). Keeps the
 //! files when `ca.pem` is there already, so a restart of the stack keeps its certificates;
 //! delete the folder for new ones. A local development CA: never a production one.
 
@@ -58,8 +60,27 @@ fn run(args: &Args) -> anyhow::Result<()> {
             std::os::unix::fs::chown(file, Some(owner), Some(owner))?;
         }
     }
+    // Staff tokens: a signing key, its JWKS (the services' AUTH_JWKS) and a token for the
+    // `staff` user with both built-in roles, valid 30 days (mint more with booking-token).
+    let key = booking_tools::token::load_or_create_key(&pki.dir.join("signing-key.pem"))?;
+    std::fs::write(pki.dir.join("jwks.json"), key.jwks_json()?)?;
+    let claims = platform::auth::jwt::Claims::new(
+        "staff",
+        &["staff", "floor-admin"],
+        "booking-platform",
+        &["booking-svc", "assign-svc", "notify-svc"],
+        std::time::Duration::from_secs(30 * 86_400),
+    );
+    std::fs::write(pki.dir.join("staff-token"), key.mint(&claims)?)?;
+    std::fs::set_permissions(pki.dir.join("staff-token"), std::fs::Permissions::from_mode(0o600))?;
+    for file in ["signing-key.pem", "jwks.json", "staff-token"] {
+        if let Some(owner) = args.owner {
+            std::os::unix::fs::chown(pki.dir.join(file), Some(owner), Some(owner))?;
+        }
+    }
     if args.readable_staff_key {
         std::fs::set_permissions(pki.key("staff"), std::fs::Permissions::from_mode(0o644))?;
+        std::fs::set_permissions(pki.dir.join("staff-token"), std::fs::Permissions::from_mode(0o644))?;
     }
     eprintln!(
         "booking-certs: a new local CA and certificates for {} (trust domain {}) in {}",

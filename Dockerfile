@@ -8,7 +8,7 @@ RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/src/target \
     cargo build --release --locked --workspace --bins \
  && mkdir -p /out \
- && cp target/release/booking-svc target/release/assign-svc target/release/notify-svc /out/
+ && cp target/release/booking-svc target/release/assign-svc target/release/notify-svc target/release/booking-certs /out/
 
 FROM debian:bookworm-slim AS runtime
 RUN apt-get update \
@@ -37,3 +37,8 @@ ENV LISTEN_ADDR=0.0.0.0:50053 MAIL_DIR=/app/mail
 EXPOSE 50053
 HEALTHCHECK --interval=5s --timeout=3s --retries=10 CMD ["notify-svc", "--health-probe"]
 ENTRYPOINT ["notify-svc"]
+
+# One-shot: a local CA and the services' certificates (docker-compose.yml's `certs`).
+FROM runtime AS certs
+USER root
+ENTRYPOINT ["booking-certs"]

@@ -6,10 +6,12 @@
 # Needs a release build (`cargo build --release --workspace --bins`), PostgreSQL answering
 # on PGHOST:PGPORT (default 127.0.0.1:5432, user postgres) and pgbench. Creates two
 # throwaway databases (booking_bench, booking_pgbench, dropped at the end), starts the
-# release stack on the first, then alternates rounds: booking-bench at 16 clients, then
-# pgbench's built-in tpcb-like script at 16 clients in both its default (simple query)
-# protocol and -M prepared. Prints each round, the ratio edits/s ÷ TPS per round, and
-# where the CPU went (milliseconds per edit by process, from booking-bench).
+# release stack on the first, then alternates rounds: booking-bench at 16 clients against
+# the plain-text stack and against the mutual-TLS one (each its own database; one stack runs
+# at a time, the order swapped every round), then pgbench's built-in tpcb-like script at 16
+# clients in both its default (simple query) protocol and -M prepared. Prints each round,
+# the ratio edits/s ÷ TPS per round, where the CPU went (milliseconds per edit by process,
+# from booking-bench) and what TLS costs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -19,6 +21,7 @@ shift || true
 export PGHOST=${PGHOST:-127.0.0.1} PGPORT=${PGPORT:-5432} PGUSER=${PGUSER:-postgres}
 CLIENTS=16
 BENCH_DB=booking_bench
+TLS_DB=booking_bench_tls
 PGBENCH_DB=booking_pgbench
 BIN=target/release
 for tool in "$BIN/booking-stack" "$BIN/booking-bench"; do
@@ -30,55 +33,85 @@ command -v pgbench >/dev/null || { echo "pgbench not found (Debian: postgresql-c
 # the machine has one, so creating .eml files on a disk filesystem is not measured.
 mail=$(mktemp -d -p /dev/shm 2>/dev/null || mktemp -d)
 stack=
-cleanup() {
+stop_stack() {
     if [[ -n "$stack" ]]; then
         kill -INT "$stack" 2>/dev/null || true
         wait "$stack" 2>/dev/null || true
+        stack=
     fi
-    psql -qX -c "DROP DATABASE IF EXISTS $BENCH_DB" -c "DROP DATABASE IF EXISTS $PGBENCH_DB" >/dev/null 2>&1 || true
+}
+cleanup() {
+    stop_stack
+    psql -qX -c "DROP DATABASE IF EXISTS $BENCH_DB" -c "DROP DATABASE IF EXISTS $TLS_DB" \
+        -c "DROP DATABASE IF EXISTS $PGBENCH_DB" >/dev/null 2>&1 || true
     rm -rf "$mail"
 }
 trap cleanup EXIT
 
 psql -qX -c "DROP DATABASE IF EXISTS $BENCH_DB" -c "CREATE DATABASE $BENCH_DB" \
+    -c "DROP DATABASE IF EXISTS $TLS_DB" -c "CREATE DATABASE $TLS_DB" \
     -c "DROP DATABASE IF EXISTS $PGBENCH_DB" -c "CREATE DATABASE $PGBENCH_DB" >/dev/null 2>&1
 pgbench -i -s 16 -q "$PGBENCH_DB" >/dev/null 2>&1
 # Flush what the initialisation wrote (~250 MB) before measuring anything, so the checkpoint
 # it triggers does not run during the first rounds of either benchmark.
 psql -qX -c "CHECKPOINT" >/dev/null
 
-log="$mail/stack.log"
-RUST_LOG=warn "$BIN/booking-stack" --no-demo --mail-dir "$mail" \
-    --database-url "postgres://$PGUSER@$PGHOST:$PGPORT/$BENCH_DB" >"$log" 2>&1 &
-stack=$!
-# booking-stack prints its guide once all three services answer health checks.
-for _ in $(seq 200); do
-    grep -q "The stack is up" "$log" && break
-    kill -0 "$stack" 2>/dev/null || { cat "$log" >&2; exit 1; }
-    sleep 0.3
-done
-grep -q "The stack is up" "$log" || { echo "the stack did not come up" >&2; cat "$log" >&2; exit 1; }
+# start_stack off|on: the release stack in plain text on BENCH_DB, or with mutual TLS on
+# TLS_DB (certificates made anew in $mail/certs at each start).
+start_stack() {
+    local log="$mail/stack.log" flags=(--insecure) db=$BENCH_DB
+    [[ $1 == on ]] && flags=(--cert-dir "$mail/certs") && db=$TLS_DB
+    RUST_LOG=warn "$BIN/booking-stack" --no-demo --mail-dir "$mail" "${flags[@]}" \
+        --database-url "postgres://$PGUSER@$PGHOST:$PGPORT/$db" >"$log" 2>&1 &
+    stack=$!
+    # booking-stack prints its guide once all three services answer health checks.
+    for _ in $(seq 200); do
+        grep -q "The stack is up" "$log" && break
+        kill -0 "$stack" 2>/dev/null || { cat "$log" >&2; exit 1; }
+        sleep 0.3
+    done
+    grep -q "The stack is up" "$log" || { echo "the stack did not come up" >&2; cat "$log" >&2; exit 1; }
+}
+
+# bench off|on ROUND: one booking-bench run against a fresh stack of that kind.
+bench() {
+    start_stack "$1"
+    local db=$BENCH_DB tls=()
+    [[ $1 == on ]] && db=$TLS_DB && tls=(--cert-dir "$mail/certs")
+    # pgbench vacuums its tables before each run; give the stack's database the same from
+    # the second round on (the first starts on empty tables, whose statistics a VACUUM would
+    # fix at "empty" for the planner), as autovacuum would in production (it may be off on
+    # a CI machine).
+    [[ $2 -gt 1 ]] && psql -qX -d "$db" -c "VACUUM ANALYZE" >/dev/null
+    "$BIN/booking-bench" --concurrency "$CLIENTS" --duration 10s --json "${tls[@]}" "${BENCH_ARGS[@]}" 2>/dev/null | tail -1
+    stop_stack
+}
+BENCH_ARGS=("$@")
 
 tps() { pgbench -c "$CLIENTS" -j 2 -T 10 "$@" "$PGBENCH_DB" 2>/dev/null | sed -n 's/^tps = \([0-9.]*\).*/\1/p'; }
 
 printf '%-6s %9s %7s %7s %13s %15s %8s %8s\n' round edits/s p50_ms p99_ms tps_simple tps_prepared ratio_s ratio_p
 for round in $(seq "$ROUNDS"); do
-    # pgbench vacuums its tables before each run; give the stack's database the same from
-    # the second round on (the first starts on empty tables, whose statistics a VACUUM would
-    # fix at "empty" for the planner), as autovacuum would in production (it may be off on
-    # a CI machine).
-    [[ $round -gt 1 ]] && psql -qX -d "$BENCH_DB" -c "VACUUM ANALYZE" >/dev/null
-    json=$("$BIN/booking-bench" --concurrency "$CLIENTS" --duration 10s --json "$@" 2>/dev/null | tail -1)
+    if (( round % 2 )); then
+        json=$(bench off "$round")
+        tls_json=$(bench on "$round")
+    else
+        tls_json=$(bench on "$round")
+        json=$(bench off "$round")
+    fi
     simple=$(tps)
     prepared=$(tps -M prepared)
-    python3 - "$round" "$json" "$simple" "$prepared" "$mail/rounds.jsonl" <<'EOF'
+    python3 - "$round" "$json" "$simple" "$prepared" "$mail/rounds.jsonl" "$tls_json" <<'EOF'
 import json, sys
 round_, summary, simple, prepared = sys.argv[1], json.loads(sys.argv[2]), float(sys.argv[3]), float(sys.argv[4])
+tls = json.loads(sys.argv[6])
 with open(sys.argv[5], "a") as rounds:
-    rounds.write(json.dumps({"summary": summary, "simple": simple, "prepared": prepared}) + "\n")
+    rounds.write(json.dumps({"summary": summary, "simple": simple, "prepared": prepared, "tls": tls}) + "\n")
 eps = summary["edits_per_sec"]
 print(f"{round_:<6} {eps:9.0f} {summary['p50_ms']:7.1f} {summary['p99_ms']:7.1f} {simple:13.0f} {prepared:15.0f} "
       f"{eps / simple:8.3f} {eps / prepared:8.3f}")
+tls_cpu = tls.get("cpu_ms_per_edit", {}).get("total", 0.0)
+print(f"  TLS  {tls['edits_per_sec']:9.0f} {tls['p50_ms']:7.1f} {tls['p99_ms']:7.1f}   (mutual TLS; CPU {tls_cpu:.2f} ms/edit)")
 cpu = summary.get("cpu_ms_per_edit", {})
 if cpu.get("total"):
     parts = "  ".join(f"{name} {ms:.2f}" for name, ms in sorted(cpu.items(), key=lambda kv: -kv[1]) if name != "total")
@@ -116,4 +149,12 @@ print(f"  target p99 < 25 ms: {med(p99):.1f} ms ({verdict(med(p99) < 25)}; under
 if rss:
     listed = ", ".join(f"{name} {mib:.1f}" for name, mib in sorted(rss.items()))
     print(f"  target peak RSS < 60 MiB per service: {listed} MiB ({verdict(max(rss.values()) < 60)})")
+tls_eps = med([r["tls"]["edits_per_sec"] for r in rounds])
+tls_p50, tls_p99 = med([r["tls"]["p50_ms"] for r in rounds]), med([r["tls"]["p99_ms"] for r in rounds])
+cpu = lambda s: s.get("cpu_ms_per_edit", {}).get("total", 0.0)
+tls_errors = sum(r["tls"].get("errors", 0) for r in rounds)
+print(f"  mutual TLS on (alternating with off): {tls_eps:.0f} edits/s ({tls_eps / med(eps) - 1:+.1%}), "
+      f"p50 {tls_p50:.1f} ms vs {med([r['summary']['p50_ms'] for r in rounds]):.1f}, p99 {tls_p99:.1f} ms vs "
+      f"{med(p99):.1f}, CPU {med([cpu(r['tls']) for r in rounds]):.2f} vs {med([cpu(r['summary']) for r in rounds]):.2f} "
+      f"ms/edit; errors {tls_errors}")
 EOF

@@ -15,6 +15,10 @@
 //! first resolution, or when the name never resolved, the URL as given. A failed
 //! resolution keeps the last addresses.
 //!
+//! With TLS, every address is reached over TLS and must present a certificate naming the
+//! peer's host. When this side's client certificate changes, every entry is replaced by one
+//! presenting the new certificate on its next connection, and health watches start again.
+//!
 //! The channel carries the same trace layer as [`crate::grpc::connect`], and deadlines
 //! stay the callers'. Nothing here retries a call: a call that reached a replica which then
 //! died fails like any lost call. A long-lived stream stays on the replica it was opened
@@ -23,6 +27,7 @@
 use crate::{
     backoff::Backoff,
     grpc::{self, Channel, TraceLayer},
+    tls::ClientTls,
 };
 use std::{
     collections::{BTreeMap, BTreeSet},
@@ -98,17 +103,22 @@ impl fmt::Debug for Resolver {
 /// A traced channel whose calls are spread over every serving address of `url`'s host,
 /// resolved again every `resolve_interval` with `resolver`. Must be called inside a tokio
 /// runtime; the background work ends when the last clone of the channel is dropped.
-/// Fails only for a malformed URL.
-pub fn connect(url: &str, resolver: Resolver, resolve_interval: Duration) -> anyhow::Result<Channel> {
-    let target = Target::parse(url)?;
-    let given = grpc::endpoint(url)?;
+/// Over TLS when `tls` is given, whatever the URL's scheme. Fails only for a malformed URL.
+pub fn connect(
+    url: &str,
+    resolver: Resolver,
+    resolve_interval: Duration,
+    tls: Option<ClientTls>,
+) -> anyhow::Result<Channel> {
+    let target = Target::parse(url, tls)?;
+    let given = target.given()?;
     let (channel, changes) = tonic::transport::Channel::balance_channel(CHANGES_CAPACITY);
     tokio::spawn(maintain(target, given, resolver, resolve_interval, changes));
     Ok(TraceLayer::client().layer(channel))
 }
 
 /// The peer as a URL names it.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug)]
 struct Target {
     scheme: String,
     host: String,
@@ -116,23 +126,43 @@ struct Target {
     /// `scheme://authority` of the URL: the `:authority` every call carries, whichever
     /// address it goes to.
     origin: http::Uri,
+    /// TLS to every address, checked against `host`.
+    tls: Option<ClientTls>,
 }
 
 impl Target {
-    fn parse(url: &str) -> anyhow::Result<Self> {
+    fn parse(url: &str, tls: Option<ClientTls>) -> anyhow::Result<Self> {
         let uri: http::Uri = url.parse()?;
-        let scheme = uri.scheme_str().unwrap_or("http").to_string();
-        let default_port = if scheme == "https" { 443 } else { 80 };
+        let given_scheme = uri.scheme_str().unwrap_or("http");
+        let default_port = if given_scheme == "https" { 443 } else { 80 };
+        let scheme = if tls.is_some() { "https" } else { given_scheme }.to_string();
         let authority = uri.authority().ok_or_else(|| anyhow::anyhow!("{url}: no host"))?;
         let host = authority.host().trim_start_matches('[').trim_end_matches(']').to_string();
         let port = authority.port_u16().unwrap_or(default_port);
         let origin = format!("{scheme}://{authority}").parse()?;
-        Ok(Self { scheme, host, port, origin })
+        Ok(Self { scheme, host, port, origin, tls })
+    }
+
+    /// The endpoint of the URL as given (tonic resolves its host when it connects).
+    fn given(&self) -> anyhow::Result<Endpoint> {
+        self.secure(grpc::endpoint(&self.origin.to_string())?)
     }
 
     /// The endpoint of one replica: its address, the peer's name as `:authority`.
     fn endpoint(&self, addr: SocketAddr) -> anyhow::Result<Endpoint> {
-        Ok(grpc::endpoint(&format!("{}://{addr}", self.scheme))?.origin(self.origin.clone()))
+        self.secure(grpc::endpoint(&format!("{}://{addr}", self.scheme))?.origin(self.origin.clone()))
+    }
+
+    fn secure(&self, endpoint: Endpoint) -> anyhow::Result<Endpoint> {
+        match &self.tls {
+            Some(tls) => tls.apply(endpoint, &self.host),
+            None => Ok(endpoint),
+        }
+    }
+
+    /// Changes when the client certificate changed (always 0 in plain text).
+    fn identity_generation(&self) -> u64 {
+        self.tls.as_ref().map_or(0, ClientTls::generation)
     }
 }
 
@@ -184,11 +214,12 @@ type Report = (SocketAddr, u64, Health);
 /// Keeps the balancer's entries in step with DNS and health until the channel is gone.
 async fn maintain(
     target: Target,
-    given: Endpoint,
+    mut given: Endpoint,
     resolver: Resolver,
     interval: Duration,
     changes: mpsc::Sender<Change<Key, Endpoint>>,
 ) {
+    let mut identity = target.identity_generation();
     let (reports_tx, mut reports) = mpsc::unbounded_channel::<Report>();
     let rewatch = Backoff::new(REWATCH_BASE, interval.max(REWATCH_BASE));
     let mut members: BTreeMap<SocketAddr, Member> = BTreeMap::new();
@@ -234,6 +265,15 @@ async fn maintain(
         tokio::select! {
             _ = changes.closed() => return,
             _ = tick.tick() => {
+                let now = target.identity_generation();
+                if now != identity {
+                    identity = now;
+                    match renew(&target, &current, &mut members, &mut generations, &reports_tx, rewatch, &changes).await {
+                        Ok(Some(renewed)) => given = renewed,
+                        Ok(None) => return,
+                        Err(error) => tracing::warn!(host = %target.host, %error, "cannot renew the endpoints"),
+                    }
+                }
                 let resolved = tokio::time::timeout(RESOLVE_TIMEOUT, resolver.0.resolve(&target.host, target.port)).await;
                 let addrs = match resolved {
                     Ok(Ok(addrs)) if !addrs.is_empty() => addrs,
@@ -277,6 +317,40 @@ async fn maintain(
             }
         }
     }
+}
+
+/// After this side's certificate changed: replaces every balanced entry by one presenting
+/// the new certificate (calls in flight finish on their connections), and watches every
+/// member's health again over the new one. Returns the new endpoint of the given URL, `None`
+/// when the channel is gone.
+async fn renew(
+    target: &Target,
+    current: &BTreeSet<Key>,
+    members: &mut BTreeMap<SocketAddr, Member>,
+    generations: &mut u64,
+    reports: &mpsc::UnboundedSender<Report>,
+    rewatch: Backoff,
+    changes: &mpsc::Sender<Change<Key, Endpoint>>,
+) -> anyhow::Result<Option<Endpoint>> {
+    let given = target.given()?;
+    for key in current {
+        let endpoint = match key {
+            Key::Given => given.clone(),
+            Key::Addr(addr) => target.endpoint(*addr)?,
+        };
+        if changes.send(Change::Insert(*key, endpoint)).await.is_err() {
+            return Ok(None);
+        }
+    }
+    for (addr, member) in members.iter_mut() {
+        *generations += 1;
+        let stop = CancellationToken::new();
+        tokio::spawn(watch(*addr, *generations, target.endpoint(*addr)?, reports.clone(), rewatch, stop.clone()));
+        member.generation = *generations;
+        member._watch = stop.drop_guard();
+    }
+    tracing::info!(host = %target.host, balanced = current.len(), "client certificate changed: peer endpoints renewed");
+    Ok(Some(given))
 }
 
 /// Watches the health of the replica at `addr` until `stop`, reporting each change.
@@ -363,15 +437,15 @@ mod tests {
 
     #[test]
     fn targets_keep_the_name_as_authority() {
-        let target = Target::parse("http://assign-svc.booking.svc:50052").expect("parses");
+        let target = Target::parse("http://assign-svc.booking.svc:50052", None).expect("parses");
         assert_eq!((target.host.as_str(), target.port), ("assign-svc.booking.svc", 50052));
         assert_eq!(target.origin.to_string(), "http://assign-svc.booking.svc:50052/");
         let endpoint = target.endpoint(addr(7)).expect("endpoint");
         assert_eq!(endpoint.uri().to_string(), "http://127.0.0.7:50052/");
 
-        let v6 = Target::parse("https://[::1]").expect("parses");
+        let v6 = Target::parse("https://[::1]", None).expect("parses");
         assert_eq!((v6.host.as_str(), v6.port), ("::1", 443));
-        assert!(Target::parse("/no/host").is_err());
+        assert!(Target::parse("/no/host", None).is_err());
     }
 
     /// Answers whatever the test put last.
@@ -392,7 +466,7 @@ mod tests {
         let resolver = Fixed::default();
         *resolver.0.lock().expect("lock") = vec![silent(2), silent(3)];
         let (changes_tx, mut changes) = mpsc::channel(CHANGES_CAPACITY);
-        let target = Target::parse("http://peer.test:1").expect("parses");
+        let target = Target::parse("http://peer.test:1", None).expect("parses");
         let given = grpc::endpoint("http://peer.test:1").expect("endpoint");
         let interval = Duration::from_millis(50);
         let task = tokio::spawn(maintain(target, given, Resolver::new(resolver.clone()), interval, changes_tx));

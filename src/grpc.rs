@@ -6,8 +6,19 @@
 //! concurrency limit, a per-request timeout, message size limits and graceful shutdown.
 //! [`connect`] gives clients that inject the caller's trace context into every call, and
 //! [`timeout_of`] reads how long a caller waits. Nothing here knows a domain rule.
+//!
+//! With a [`Transport`] holding TLS, the server accepts connections itself and hands tonic
+//! `tokio_rustls` streams, so every request's extensions hold
+//! `TlsConnectInfo<TcpConnectInfo>` (the caller's certificate chain in `peer_certs()`); in
+//! plain text they hold `TcpConnectInfo`. A transport's `HEALTH_ADDR` serves only
+//! `grpc.health.v1`, in plain text, from the same health reporter.
 
-use crate::settings::CommonSettings;
+use crate::{
+    auth::{Authz, AuthzLayer},
+    settings::CommonSettings,
+    tls::{ClientTls, HANDSHAKE_TIMEOUT, ServerTls},
+};
+use anyhow::Context as _;
 use http::{HeaderMap, Request, Response};
 use opentelemetry::{KeyValue, propagation::TextMapPropagator, trace::TraceContextExt};
 use opentelemetry_http::{HeaderExtractor, HeaderInjector};
@@ -15,6 +26,8 @@ use opentelemetry_sdk::propagation::TraceContextPropagator;
 use std::{
     convert::Infallible,
     future::Future,
+    io,
+    net::SocketAddr,
     pin::Pin,
     sync::{
         Arc, OnceLock,
@@ -23,7 +36,9 @@ use std::{
     task::{Context, Poll},
     time::{Duration, Instant},
 };
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
+use tokio_rustls::server::TlsStream;
+use tokio_stream::{Stream, wrappers::ReceiverStream};
 use tokio_util::sync::CancellationToken;
 use tonic::{
     body::Body,
@@ -31,7 +46,11 @@ use tonic::{
     service::Routes,
     transport::{Endpoint, server::TcpIncoming},
 };
-use tonic_health::{ServingStatus, server::HealthReporter};
+use tonic_health::{
+    ServingStatus,
+    pb::health_server::HealthServer,
+    server::{HealthReporter, HealthService},
+};
 use tower::{Layer, Service, ServiceBuilder};
 use tracing::{Instrument, field::Empty};
 use tracing_opentelemetry::OpenTelemetrySpanExt;
@@ -84,19 +103,63 @@ impl Health {
     }
 }
 
+/// How a server meets its callers: TLS or plain text on the main listener, and the
+/// optional plain-text health listener.
+#[derive(Clone, Debug, Default)]
+pub struct Transport {
+    /// TLS (mutual when it has a client CA); `None`: plain text.
+    pub tls: Option<ServerTls>,
+    /// Where `grpc.health.v1` alone is served in plain text, besides the main listener.
+    pub health_addr: Option<SocketAddr>,
+}
+
+impl Transport {
+    /// The transport the settings ask for (`TLS_*`, `HEALTH_ADDR`); fails naming the setting
+    /// when a certificate file is missing or unusable.
+    pub fn from_settings(common: &CommonSettings) -> anyhow::Result<Self> {
+        Ok(Self { tls: ServerTls::from_settings(common)?, health_addr: common.health_addr })
+    }
+}
+
 /// Builds and runs one gRPC server.
 pub struct GrpcServer {
     routes: Routes,
     services: Vec<&'static str>,
     limits: ServerLimits,
     health: HealthReporter,
+    health_service: HealthServer<HealthService>,
+    transport: Transport,
+    authz: Authz,
 }
 
 impl GrpcServer {
-    /// A server with health (everything `NOT_SERVING` until [`Health::set_serving`]).
+    /// A server with health (everything `NOT_SERVING` until [`Health::set_serving`]), in
+    /// plain text until [`GrpcServer::transport`] says otherwise, letting every call
+    /// through until [`GrpcServer::authorize`].
     pub fn new(limits: ServerLimits) -> Self {
-        let (health, health_service) = tonic_health::server::health_reporter();
-        Self { routes: Routes::new(health_service), services: Vec::new(), limits, health }
+        let health = HealthReporter::new();
+        let health_service = HealthServer::new(HealthService::from_health_reporter(health.clone()));
+        Self {
+            routes: Routes::new(health_service.clone()),
+            services: Vec::new(),
+            limits,
+            health,
+            health_service,
+            transport: Transport::default(),
+            authz: Authz::open("booking.internal"),
+        }
+    }
+
+    /// Serves with `transport` (TLS, health listener).
+    pub fn transport(mut self, transport: Transport) -> Self {
+        self.transport = transport;
+        self
+    }
+
+    /// Checks every call with `authz` (identity and allow-list) before it reaches a service.
+    pub fn authorize(mut self, authz: Authz) -> Self {
+        self.authz = authz;
+        self
     }
 
     /// The limits this server applies (services use `max_message_bytes` on their codecs).
@@ -155,18 +218,48 @@ impl GrpcServer {
         let limits = self.limits;
         let layers = ServiceBuilder::new()
             .layer(TraceLayer::server())
+            .layer(AuthzLayer::new(self.authz.clone()))
             .load_shed()
             .concurrency_limit(limits.max_concurrent_requests)
             .into_inner();
-        let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
+        if let Some(addr) = self.transport.health_addr {
+            let health_listener = TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("cannot listen on '{addr}' for '--health-addr <HEALTH_ADDR>'"))?;
+            let signal = shutdown.clone();
+            let health_server = tonic::transport::Server::builder()
+                .add_service(self.health_service.clone())
+                .serve_with_incoming_shutdown(
+                    TcpIncoming::from(health_listener).with_nodelay(Some(true)),
+                    async move { signal.cancelled().await },
+                );
+            tokio::spawn(async move {
+                if let Err(error) = health_server.await {
+                    tracing::error!(%error, "the health listener stopped");
+                }
+            });
+        }
         let signal = shutdown.clone();
-        let server = tonic::transport::Server::builder()
+        let router = tonic::transport::Server::builder()
             .timeout(limits.request_timeout)
             .http2_keepalive_interval(Some(Duration::from_secs(20)))
             .http2_keepalive_timeout(Some(Duration::from_secs(10)))
             .layer(layers)
-            .add_routes(routes)
-            .serve_with_incoming_shutdown(incoming, async move { signal.cancelled().await });
+            .add_routes(routes);
+        let stop_accepting = shutdown.child_token();
+        let _stop_accepting_on_return = stop_accepting.clone().drop_guard();
+        let server: BoxFuture<Result<(), tonic::transport::Error>> = match &self.transport.tls {
+            Some(tls) => Box::pin(
+                router.serve_with_incoming_shutdown(tls_incoming(listener, tls.clone(), stop_accepting), async move {
+                    signal.cancelled().await
+                }),
+            ),
+            None => Box::pin(
+                router.serve_with_incoming_shutdown(TcpIncoming::from(listener).with_nodelay(Some(true)), async move {
+                    signal.cancelled().await
+                }),
+            ),
+        };
         tokio::pin!(server);
         tokio::select! {
             result = &mut server => Ok(result?),
@@ -178,15 +271,74 @@ impl GrpcServer {
     }
 }
 
+/// Accepts TCP connections on `listener` and completes their TLS handshakes (each in its
+/// own task, bounded by [`HANDSHAKE_TIMEOUT`]) until `stop`; refused handshakes (no or a
+/// wrong client certificate) are logged and dropped.
+fn tls_incoming(
+    listener: TcpListener,
+    tls: ServerTls,
+    stop: CancellationToken,
+) -> impl Stream<Item = Result<TlsStream<TcpStream>, io::Error>> {
+    let (connections, incoming) = tokio::sync::mpsc::channel(64);
+    tokio::spawn(async move {
+        loop {
+            let (stream, peer) = tokio::select! {
+                _ = stop.cancelled() => return,
+                accepted = listener.accept() => match accepted {
+                    Ok(accepted) => accepted,
+                    Err(error) => {
+                        // Out of file descriptors and the like: wait instead of spinning.
+                        tracing::warn!(%error, "cannot accept a connection");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                },
+            };
+            let _ = stream.set_nodelay(true);
+            let acceptor = tls.acceptor();
+            let connections = connections.clone();
+            tokio::spawn(async move {
+                match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+                    Ok(Ok(stream)) => {
+                        let _ = connections.send(Ok(stream)).await;
+                    }
+                    Ok(Err(error)) => tracing::info!(%peer, %error, "TLS handshake refused"),
+                    Err(_) => tracing::info!(%peer, timeout = ?HANDSHAKE_TIMEOUT, "TLS handshake timed out"),
+                }
+            });
+        }
+    });
+    ReceiverStream::new(incoming)
+}
+
 /// A client channel whose calls carry the caller's W3C trace context and open a client span.
 pub type Channel = Traced<tonic::transport::Channel>;
 
-/// A lazily connecting channel to `url` (`http://host:port`); connection failures surface
-/// per call as `UNAVAILABLE`, and the channel reconnects by itself. One connection to
-/// whatever `host` resolves to first: [`crate::balance::connect`] spreads calls over every
-/// address instead.
+/// A lazily connecting plain-text channel to `url` (`http://host:port`); connection
+/// failures surface per call as `UNAVAILABLE`, and the channel reconnects by itself. One
+/// connection to whatever `host` resolves to first: [`crate::balance::connect`] spreads
+/// calls over every address instead.
 pub fn connect(url: &str) -> anyhow::Result<Channel> {
-    Ok(TraceLayer::client().layer(endpoint(url)?.connect_lazy()))
+    connect_with(url, None)
+}
+
+/// [`connect`], over TLS with `tls` when given (whatever the URL's scheme): the server's
+/// certificate must chain to `tls`'s CA and name `url`'s host.
+pub fn connect_with(url: &str, tls: Option<&ClientTls>) -> anyhow::Result<Channel> {
+    Ok(TraceLayer::client().layer(secure_endpoint(url, tls)?.connect_lazy()))
+}
+
+/// [`endpoint`] for `url`, over TLS with `tls` when given: the scheme becomes `https` and
+/// the server's certificate must name `url`'s host.
+pub fn secure_endpoint(url: &str, tls: Option<&ClientTls>) -> anyhow::Result<Endpoint> {
+    let Some(tls) = tls else { return endpoint(url) };
+    let uri: http::Uri = url.parse()?;
+    let host = uri.host().ok_or_else(|| anyhow::anyhow!("{url}: no host"))?;
+    let host = host.trim_start_matches('[').trim_end_matches(']').to_string();
+    let mut parts = uri.into_parts();
+    parts.scheme = Some(http::uri::Scheme::HTTPS);
+    let url = http::Uri::from_parts(parts)?.to_string();
+    tls.apply(endpoint(&url)?, &host)
 }
 
 /// The connection settings of every client (connect timeout, no Nagle, HTTP/2 keep-alive,

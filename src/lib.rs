@@ -2,7 +2,8 @@
 //!
 //! Owns what every service needs and nothing domain-specific: the generated gRPC bindings
 //! and their descriptor set, settings shared by all binaries, tracing and OpenTelemetry
-//! set-up, the gRPC server builder, traced clients (also balanced over a peer's replicas),
+//! set-up, the gRPC server builder with TLS and mutual TLS ([`tls`]), who may call what
+//! ([`auth`]), traced clients (also balanced over a peer's replicas),
 //! the PostgreSQL pool with migrations, status helpers and backoff.
 //!
 //! It also holds each mechanism that more than one service runs, once: the worker poll
@@ -11,6 +12,7 @@
 //! ([`telemetry::Carrier`]). It must never hold booking, assignment or notification
 //! rules: those live in their service crates.
 
+pub mod auth;
 pub mod backoff;
 pub mod balance;
 pub mod db;
@@ -23,4 +25,5 @@ pub mod settings;
 pub mod shutdown;
 pub mod status;
 pub mod telemetry;
+pub mod tls;
 pub mod worker;

@@ -4,7 +4,13 @@
 //! A service crate supplies its routes, schema, migrations and workers; it never
 //! re-implements start-up or shutdown.
 
-use crate::{db::Database, grpc::GrpcServer, settings::CommonSettings, shutdown, telemetry};
+use crate::{
+    db::Database,
+    grpc::{GrpcServer, Transport},
+    settings::CommonSettings,
+    shutdown, telemetry,
+    tls::ClientTls,
+};
 use std::{future::Future, net::SocketAddr, process::ExitCode, time::Duration};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -25,7 +31,7 @@ where
     Fut: Future<Output = anyhow::Result<()>>,
 {
     if common.health_probe {
-        return probe(listen_addr).await;
+        return probe(common, listen_addr).await;
     }
     let telemetry = match telemetry::init(common, name) {
         Ok(telemetry) => telemetry,
@@ -58,16 +64,30 @@ where
     code
 }
 
-/// Exit 0 when the server at `listen_addr` (an unspecified address means loopback)
-/// reports `SERVING` within two seconds.
-async fn probe(listen_addr: SocketAddr) -> ExitCode {
+/// Exit 0 when the server reports `SERVING` within two seconds: the one on `HEALTH_ADDR`
+/// when set, else the one on `listen_addr` (an unspecified address means loopback), over
+/// TLS when `TLS_CA` is set (the certificate must name `localhost`).
+async fn probe(common: &CommonSettings, listen_addr: SocketAddr) -> ExitCode {
     use tonic_health::pb::{HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient};
-    let mut addr = listen_addr;
+    let (mut addr, tls) = match common.health_addr {
+        Some(health_addr) => (health_addr, None),
+        None => match ClientTls::from_settings(common) {
+            Ok(tls) => (listen_addr, tls),
+            Err(error) => {
+                eprintln!("error: {error:#}");
+                return ExitCode::from(2);
+            }
+        },
+    };
     if addr.ip().is_unspecified() {
         addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
     }
+    let url = match (&tls, addr) {
+        (Some(_), SocketAddr::V4(v4)) if v4.ip().is_loopback() => format!("https://localhost:{}", addr.port()),
+        _ => format!("http://{addr}"),
+    };
     let check = async {
-        let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))?.connect().await?;
+        let channel = crate::grpc::secure_endpoint(&url, tls.as_ref())?.connect().await?;
         let response = HealthClient::new(channel).check(HealthCheckRequest { service: String::new() }).await?;
         anyhow::Ok(response.into_inner().status == ServingStatus::Serving as i32)
     };
@@ -90,6 +110,8 @@ async fn probe(listen_addr: SocketAddr) -> ExitCode {
 
 /// What one service brings to [`serve`].
 pub struct ServiceParts<W> {
+    /// Its name (`booking-svc`, ...): the default audience of staff tokens.
+    pub name: &'static str,
     /// The server with the service's routes added.
     pub server: GrpcServer,
     /// Its database.
@@ -116,7 +138,25 @@ pub async fn serve<W>(
 where
     W: Future<Output = ()> + Send + 'static,
 {
-    let ServiceParts { server, database, schema, migrations, workers } = parts;
+    let ServiceParts { name, server, database, schema, migrations, workers } = parts;
+    let transport = Transport::from_settings(common)?;
+    let mutual = transport.tls.as_ref().is_some_and(|tls| tls.mutual());
+    let authz = crate::auth::Authz::from_settings(name, &common.auth, mutual)?;
+    // At most one WARN line about security at start-up.
+    match (&transport.tls, authz.is_open()) {
+        (None, true) => tracing::warn!(
+            "TLS is off and no caller is authenticated: serving plain text, every caller may call every method (local development only; set TLS_CERT, TLS_KEY and TLS_CLIENT_CA, and AUTH_JWKS)"
+        ),
+        (None, false) => tracing::warn!(
+            "TLS is off: serving plain text, bearer tokens and guest data travel in clear (set TLS_CERT, TLS_KEY and TLS_CLIENT_CA)"
+        ),
+        (Some(tls), true) => tracing::warn!(
+            mutual = tls.mutual(),
+            "serving TLS, but no caller is authenticated: every caller may call every method (set TLS_CLIENT_CA or AUTH_JWKS)"
+        ),
+        (Some(tls), false) => tracing::info!(mutual = tls.mutual(), "serving TLS"),
+    }
+    let server = server.transport(transport).authorize(authz);
     let health = server.health().await;
     let background_shutdown = shutdown.clone();
     let background = tokio::spawn(async move {

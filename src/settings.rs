@@ -5,7 +5,7 @@
 //! service crate and flatten [`CommonSettings`] in.
 
 use clap::{Args, Parser, ValueEnum};
-use std::{str::FromStr, time::Duration};
+use std::{net::SocketAddr, path::PathBuf, str::FromStr, time::Duration};
 
 /// Log line format.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -80,6 +80,67 @@ pub struct CommonSettings {
     #[arg(long = "shutdown-grace-ms", env = "SHUTDOWN_GRACE_MS", value_name = "SHUTDOWN_GRACE_MS", default_value_t = 10_000,
           value_parser = clap::value_parser!(u64).range(0..=600_000))]
     pub shutdown_grace_ms: u64,
+
+    /// PEM file: this server's certificate chain; also the identity this service presents to
+    /// the services it calls. With TLS_KEY; unset: plain text (one WARN line at start-up).
+    /// Re-read when it changes.
+    #[arg(long = "tls-cert", env = "TLS_CERT", value_name = "TLS_CERT")]
+    pub tls_cert: Option<PathBuf>,
+
+    /// PEM file: the private key of TLS_CERT. Re-read when it changes.
+    #[arg(long = "tls-key", env = "TLS_KEY", value_name = "TLS_KEY")]
+    pub tls_key: Option<PathBuf>,
+
+    /// PEM file: callers must present a certificate signed by this CA (mutual TLS); unset: no
+    /// client certificate is asked. Needs TLS_CERT and TLS_KEY. Re-read when it changes.
+    #[arg(long = "tls-client-ca", env = "TLS_CLIENT_CA", value_name = "TLS_CLIENT_CA")]
+    pub tls_client_ca: Option<PathBuf>,
+
+    /// PEM file: the CA that the servers this service calls must chain to; unset: plain-text
+    /// clients. Re-read when it changes.
+    #[arg(long = "tls-ca", env = "TLS_CA", value_name = "TLS_CA")]
+    pub tls_ca: Option<PathBuf>,
+
+    /// Plain-text address serving only `grpc.health.v1` (for probes that cannot present a
+    /// certificate); unset: health on LISTEN_ADDR only.
+    #[arg(long = "health-addr", env = "HEALTH_ADDR", value_name = "HEALTH_ADDR")]
+    pub health_addr: Option<SocketAddr>,
+
+    /// Who may call what (see [`AuthSettings`]).
+    #[command(flatten)]
+    pub auth: AuthSettings,
+}
+
+/// Identity and authorization settings shared by the three services. With none of
+/// `AUTH_JWKS`, `AUTHZ_POLICY` and `TLS_CLIENT_CA` a service lets every call through
+/// (local development) and says so in one WARN line at start-up.
+#[derive(Clone, Debug, Args)]
+pub struct AuthSettings {
+    /// JWKS file of the keys that sign staff tokens (`authorization: Bearer <JWT>`, ES256
+    /// or EdDSA, key chosen by `kid`); re-read when it changes. Unset: tokens refused.
+    #[arg(long = "auth-jwks", env = "AUTH_JWKS", value_name = "AUTH_JWKS")]
+    pub auth_jwks: Option<PathBuf>,
+
+    /// Required `iss` of staff tokens.
+    #[arg(long = "auth-issuer", env = "AUTH_ISSUER", value_name = "AUTH_ISSUER", default_value = "booking-platform")]
+    pub auth_issuer: String,
+
+    /// Required `aud` of staff tokens; default: the service's name.
+    #[arg(long = "auth-audience", env = "AUTH_AUDIENCE", value_name = "AUTH_AUDIENCE")]
+    pub auth_audience: Option<String>,
+
+    /// SPIFFE trust domain of service identities (URI SAN `spiffe://<TRUST_DOMAIN>/<service>`).
+    #[arg(
+        long = "trust-domain",
+        env = "TRUST_DOMAIN",
+        value_name = "TRUST_DOMAIN",
+        default_value = "booking.internal"
+    )]
+    pub trust_domain: String,
+
+    /// JSON file overriding the built-in allow-list per method (see README, "Security").
+    #[arg(long = "authz-policy", env = "AUTHZ_POLICY", value_name = "AUTHZ_POLICY")]
+    pub authz_policy: Option<PathBuf>,
 }
 
 impl CommonSettings {
@@ -184,6 +245,8 @@ mod tests {
         assert_eq!(probe.common.rust_log, "info");
         assert_eq!(probe.common.log_format, LogFormat::Pretty);
         assert_eq!(probe.common.otel_endpoint, None);
+        assert_eq!((probe.common.tls_cert, probe.common.tls_key, probe.common.tls_client_ca), (None, None, None));
+        assert_eq!((probe.common.tls_ca, probe.common.health_addr), (None, None));
     }
 
     #[test]
@@ -193,6 +256,7 @@ mod tests {
             ("--log-format", "xml", "LOG_FORMAT"),
             ("--otel-exporter-otlp-endpoint", "localhost", "OTEL_EXPORTER_OTLP_ENDPOINT"),
             ("--db-pool-size", "0", "DB_POOL_SIZE"),
+            ("--health-addr", "nowhere", "HEALTH_ADDR"),
         ] {
             let error = Probe::try_parse_from(["svc", flag, value]).expect_err(flag);
             let line = one_line(&error.to_string());

@@ -62,14 +62,32 @@ impl Drop for Telemetry {
 /// providers. Must run inside a Tokio runtime. The W3C trace-context propagator is set in
 /// any case, so context crosses services even when this one does not export.
 pub fn init(settings: &CommonSettings, default_service_name: &str) -> anyhow::Result<Telemetry> {
+    init_with_writer(settings, default_service_name, std::io::stdout)
+}
+
+/// [`init`] with log lines written to `writer` instead of stdout (tests capture them).
+pub fn init_with_writer<W>(
+    settings: &CommonSettings,
+    default_service_name: &str,
+    writer: W,
+) -> anyhow::Result<Telemetry>
+where
+    W: for<'w> tracing_subscriber::fmt::MakeWriter<'w> + Send + Sync + 'static,
+{
     global::set_text_map_propagator(TraceContextPropagator::new());
     let service_name = settings.otel_service_name.clone().unwrap_or_else(|| default_service_name.to_string());
     let filter = EnvFilter::try_new(&settings.rust_log)?;
     let fmt = match settings.log_format {
-        LogFormat::Pretty => tracing_subscriber::fmt::layer().with_target(true).boxed(),
-        LogFormat::Json => tracing_subscriber::fmt::layer().json().flatten_event(true).with_current_span(true).boxed(),
+        LogFormat::Pretty => tracing_subscriber::fmt::layer().with_writer(writer).with_target(true).boxed(),
+        LogFormat::Json => tracing_subscriber::fmt::layer()
+            .with_writer(writer)
+            .json()
+            .flatten_event(true)
+            .with_current_span(true)
+            .boxed(),
     }
-    .with_filter(filter);
+    .with_filter(filter)
+    .with_filter(tracing_subscriber::filter::filter_fn(no_statement_parameters));
 
     let mut telemetry = Telemetry { tracer: None, meter: None };
     let otel_layer = match &settings.otel_endpoint {
@@ -107,6 +125,13 @@ pub fn init(settings: &CommonSettings, default_service_name: &str) -> anyhow::Re
     };
     tracing_subscriber::registry().with(fmt).with(otel_layer).try_init()?;
     Ok(telemetry)
+}
+
+/// Whether an event may be logged at all: never the database driver's debug and trace
+/// lines, which carry statements' parameters (guests' names, emails, phones, notes), at
+/// whatever level `RUST_LOG` asks for.
+fn no_statement_parameters(metadata: &tracing::Metadata<'_>) -> bool {
+    !(metadata.target().starts_with("tokio_postgres") && *metadata.level() > tracing::Level::INFO)
 }
 
 /// `service.instance.id` of this process: the one set in `OTEL_RESOURCE_ATTRIBUTES`, else a

@@ -30,6 +30,7 @@ fn compose_file_wires_every_service_by_the_contract() {
         [
             "assign-svc",
             "booking-svc",
+            "certs",
             "grafana",
             "jaeger",
             "mailpit",
@@ -76,14 +77,29 @@ fn compose_file_wires_every_service_by_the_contract() {
             "SMTP_URL",
             "MAIL_DIR",
             "MAIL_FROM",
+            "TLS_CERT",
+            "TLS_KEY",
+            "TLS_CLIENT_CA",
+            "TLS_CA",
+            "AUTH_JWKS",
+            "HEALTH_ADDR",
         ];
         for key in env.keys() {
             assert!(allowed.contains(&key.as_str()), "{name} sets {key}, which API.md does not define");
         }
+        // Mutual TLS on the certificates the one-shot `certs` made; probes on plain-text health.
+        assert_eq!(env["TLS_CERT"], format!("/certs/{name}.pem"));
+        assert_eq!(env["TLS_KEY"], format!("/certs/{name}-key.pem"));
+        assert_eq!((&env["TLS_CLIENT_CA"], &env["TLS_CA"]), (&"/certs/ca.pem".into(), &"/certs/ca.pem".into()));
+        assert!(env.contains_key("HEALTH_ADDR"), "{name}: probes cannot present a certificate");
+        assert_eq!(env["AUTH_JWKS"], "/certs/jwks.json", "{name}: staff tokens checked against the JWKS certs made");
+        assert_eq!(mounted_at(service, "certs"), "/certs");
+        assert_eq!(service["depends_on"]["certs"]["condition"], "service_completed_successfully");
     }
+    assert_eq!(mounted_at(&services["certs"], "certs"), "/certs");
     let booking = env_of(&services["booking-svc"]);
-    assert_eq!(booking["ASSIGN_URL"], "http://assign-svc:50052");
-    assert_eq!(booking["NOTIFY_URL"], "http://notify-svc:50053");
+    assert_eq!(booking["ASSIGN_URL"], "https://assign-svc:50052");
+    assert_eq!(booking["NOTIFY_URL"], "https://notify-svc:50053");
     assert!(matches!(booking["INLINE_ASSIGN"].as_str(), Some("true" | "false")));
     assert!(booking["INLINE_ASSIGN_TIMEOUT_MS"].as_str().unwrap_or("").parse::<u64>().is_ok());
     let notify = env_of(&services["notify-svc"]);
@@ -165,7 +181,8 @@ fn compose_sends_telemetry_through_the_collector_to_jaeger_prometheus_and_grafan
             let tag = image.rsplit_once(':').map(|(_, tag)| tag).unwrap_or_default();
             assert!(!tag.is_empty() && tag != "latest", "{name}'s image {image} is not pinned to a version");
         }
-        for (host, _) in mounts(service) {
+        // ./certs is no repository file: the one-shot `certs` makes it.
+        for (host, _) in mounts(service).into_iter().filter(|(host, _)| host != "certs") {
             assert!(root.join(&host).exists(), "{name} mounts {host}, which does not exist");
         }
     }
@@ -318,16 +335,18 @@ async fn a_service_exports_its_spans_and_metrics_over_otlp_and_flushes_on_shutdo
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn one_command_stack_starts_from_nothing_and_confirms_a_grpcurl_create_and_edit() {
+async fn one_command_stack_starts_secure_and_its_printed_grpcurl_lines_create_and_edit() {
     use std::time::Duration;
     use tokio::io::{AsyncBufReadExt, BufReader};
 
     let mail = tempfile::tempdir().expect("mail dir");
+    let certs = tempfile::tempdir().expect("certificate dir");
     let (booking, assign, notify) = (support::free_port(), support::free_port(), support::free_port());
     let dead_database = format!("postgres://postgres@127.0.0.1:{}/postgres", support::free_port());
     let mut stack = tokio::process::Command::new(support::process::binary("booking-stack"))
         .env("DATABASE_URL", &dead_database)
         .env("MAIL_DIR", mail.path())
+        .env("CERT_DIR", certs.path())
         .env("RUST_LOG", "warn")
         .args([
             "--booking-port",
@@ -353,32 +372,55 @@ async fn one_command_stack_starts_from_nothing_and_confirms_a_grpcurl_create_and
         }
     });
     let mut stdout = BufReader::new(stack.stdout.take().expect("stdout")).lines();
-    let up = tokio::time::timeout(Duration::from_secs(120), async {
+    let guide = tokio::time::timeout(Duration::from_secs(120), async {
+        let mut up = false;
+        let mut guide = Vec::new();
         while let Ok(Some(line)) = stdout.next_line().await {
-            if line.contains("The stack is up") {
-                return true;
+            up |= line.contains("The stack is up");
+            if up {
+                guide.push(line.trim().to_string());
+            }
+            if line.contains("WatchBookingChanges") {
+                break;
             }
         }
-        false
+        guide
     })
     .await;
-    assert_eq!(up, Ok(true), "the stack did not come up:\n{}", said.lock().expect("log"));
+    let guide = guide.unwrap_or_else(|_| panic!("the stack did not come up:\n{}", said.lock().expect("log")));
+    assert!(!guide.is_empty(), "the stack did not come up:\n{}", said.lock().expect("log"));
     assert!(
         said.lock().expect("log").contains("private throwaway cluster"),
         "it should say it started its own PostgreSQL"
     );
+    assert!(said.lock().expect("log").contains(&certs.path().canonicalize().expect("certs").display().to_string()));
 
-    let addr = format!("127.0.0.1:{booking}");
-    let profile = support::grpcurl::call(
-        &addr,
-        "booking.v1.BookingService/GetRestaurant",
-        &serde_json::json!({ "restaurantId": "demo-bistro" }),
-    )
-    .await;
+    // The printed lines work as printed: secure by default, with the staff certificate.
+    let printed = guide.iter().find(|l| l.contains("/GetRestaurant")).expect("a GetRestaurant line").clone();
+    assert!(printed.contains("-cacert") && printed.contains("-cert") && printed.contains("-key"), "{printed}");
+    let output = Command::new("sh").args(["-c", &printed]).output().expect("run the printed line");
+    assert!(output.status.success(), "{printed}: {}", String::from_utf8_lossy(&output.stderr));
+    let profile: serde_json::Value = serde_json::from_slice(&output.stdout).expect("JSON");
     assert_eq!(
         (&profile["restaurant"]["name"], &profile["restaurant"]["timeZone"]),
         (&"Demo Bistro".into(), &"Europe/Paris".into())
     );
+    let (ok, _, _) = support::grpcurl::run(&[&format!("127.0.0.1:{booking}"), "list"]).await;
+    assert!(!ok, "plain text must be refused by the secure stack");
+    // The same transport flags and staff token for the rest of the walk, run as printed
+    // (through a shell: the token header is quoted).
+    assert!(printed.contains("-H \"authorization: Bearer "), "a staff token in the printed line: {printed}");
+    let prefix = printed[printed.find("grpcurl").expect("grpcurl")..printed.find(" -d ").expect("-d")].to_string();
+    let addr = format!("127.0.0.1:{booking}");
+    let call = |method: &'static str, body: serde_json::Value| {
+        let (prefix, addr) = (prefix.clone(), addr.clone());
+        async move {
+            let line = format!("{prefix} -d '{}' {addr} {method}", body);
+            let output = tokio::process::Command::new("sh").args(["-c", &line]).output().await.expect("run grpcurl");
+            assert!(output.status.success(), "grpcurl {method}: {}", String::from_utf8_lossy(&output.stderr));
+            serde_json::from_slice::<serde_json::Value>(&output.stdout).expect("JSON")
+        }
+    };
     let start = prost_types::Timestamp {
         seconds: (std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("now").as_secs() / 86_400
             + 2) as i64
@@ -387,10 +429,9 @@ async fn one_command_stack_starts_from_nothing_and_confirms_a_grpcurl_create_and
         nanos: 0,
     };
     let later = prost_types::Timestamp { seconds: start.seconds + 3600, nanos: 0 };
-    let created = support::grpcurl::call(
-        &addr,
+    let created = call(
         "booking.v1.BookingService/CreateBooking",
-        &serde_json::json!({
+        serde_json::json!({
             "restaurantId": "demo-bistro",
             "guest": { "name": "Ada Lovelace", "email": "ada@example.com" },
             "partySize": 4,
@@ -400,10 +441,9 @@ async fn one_command_stack_starts_from_nothing_and_confirms_a_grpcurl_create_and
     .await;
     assert_eq!(created["outcome"], "OUTCOME_CONFIRMED", "{created}");
     let id = created["booking"]["id"].as_str().expect("booking id").to_string();
-    let edited = support::grpcurl::call(
-        &addr,
+    let edited = call(
         "booking.v1.BookingService/EditBooking",
-        &serde_json::json!({ "bookingId": id, "startTime": later.to_string(), "partySize": 6 }),
+        serde_json::json!({ "bookingId": id, "startTime": later.to_string(), "partySize": 6 }),
     )
     .await;
     assert_eq!(edited["outcome"], "OUTCOME_CONFIRMED", "{edited}");

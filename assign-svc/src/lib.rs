@@ -54,6 +54,13 @@ pub async fn run(settings: Settings, listener: TcpListener, shutdown: Cancellati
     let workers = async move {
         tokio::join!(hub.run(worker_shutdown.clone()), scheduler.run(worker_shutdown));
     };
-    let parts = ServiceParts { server, database, schema: SCHEMA, migrations: embedded::migrations::runner, workers };
+    let parts = ServiceParts {
+        name: "assign-svc",
+        server,
+        database,
+        schema: SCHEMA,
+        migrations: embedded::migrations::runner,
+        workers,
+    };
     serve(parts, &common, listener, shutdown).await
 }

@@ -4,6 +4,7 @@
 //! own executable (one `target/` directory); under `cargo run` they are rebuilt first, so
 //! a tool never runs stale services.
 
+use platform::tls::ClientTls;
 use std::{path::PathBuf, time::Duration};
 use tonic_health::pb::{HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient};
 
@@ -17,7 +18,7 @@ pub fn ensure_binaries(tool: &str) -> anyhow::Result<PathBuf> {
     let exe = std::env::current_exe()?;
     let dir = exe.parent().map(PathBuf::from).unwrap_or_default();
     if let Ok(cargo) = std::env::var("CARGO") {
-        eprintln!("{tool}: building the service binaries");
+        eprintln!("{tool}: building the service binaries (cargo's progress follows; the first build takes minutes)");
         let mut command = std::process::Command::new(cargo);
         for (key, _) in std::env::vars() {
             if key == "OUT_DIR"
@@ -29,7 +30,7 @@ pub fn ensure_binaries(tool: &str) -> anyhow::Result<PathBuf> {
                 command.env_remove(key);
             }
         }
-        let mut args = vec!["build", "--quiet", "--workspace", "--bins"];
+        let mut args = vec!["build", "--workspace", "--bins"];
         if dir.ends_with("release") {
             args.push("--release");
         }
@@ -44,8 +45,13 @@ pub fn ensure_binaries(tool: &str) -> anyhow::Result<PathBuf> {
 
 /// Whether the server at `url` answers its health check with `SERVING` within 2 s.
 pub async fn serving(url: &str) -> bool {
+    serving_with(url, None).await
+}
+
+/// [`serving`] over TLS with `tls` when given.
+pub async fn serving_with(url: &str, tls: Option<&ClientTls>) -> bool {
     let check = async {
-        let channel = tonic::transport::Endpoint::from_shared(url.to_string())?.connect().await?;
+        let channel = platform::grpc::secure_endpoint(url, tls)?.connect().await?;
         let status =
             HealthClient::new(channel).check(HealthCheckRequest { service: String::new() }).await?.into_inner().status;
         anyhow::Ok(status == ServingStatus::Serving as i32)
@@ -53,10 +59,11 @@ pub async fn serving(url: &str) -> bool {
     matches!(tokio::time::timeout(Duration::from_secs(2), check).await, Ok(Ok(true)))
 }
 
-/// Waits until the server at `url` reports `SERVING`, at most `timeout`.
-pub async fn wait_serving(url: &str, timeout: Duration) -> anyhow::Result<()> {
+/// Waits until the server at `url` reports `SERVING` (over TLS with `tls` when given), at
+/// most `timeout`.
+pub async fn wait_serving(url: &str, tls: Option<&ClientTls>, timeout: Duration) -> anyhow::Result<()> {
     let deadline = tokio::time::Instant::now() + timeout;
-    while !serving(url).await {
+    while !serving_with(url, tls).await {
         anyhow::ensure!(tokio::time::Instant::now() < deadline, "{url} did not report SERVING within {timeout:?}");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }

@@ -44,9 +44,15 @@ pub struct FeedFigures {
 }
 
 impl Watchers {
-    /// Opens `count` watchers on `booking_url` (each from now, every restaurant); their
-    /// positions are fixed when this returns. Lags count while `measuring` is set.
-    pub async fn start(booking_url: &str, count: usize, measuring: Arc<AtomicBool>) -> anyhow::Result<Self> {
+    /// Opens `count` watchers on `booking_url` (each from now, every restaurant; over TLS
+    /// with `tls` when given); their positions are fixed when this returns. Lags count while
+    /// `measuring` is set.
+    pub async fn start(
+        booking_url: &str,
+        tls: Option<&platform::tls::ClientTls>,
+        count: usize,
+        measuring: Arc<AtomicBool>,
+    ) -> anyhow::Result<Self> {
         // Lags in microseconds, 1 µs to 60 s, 3 significant digits.
         let lags = Arc::new(Mutex::new(Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?));
         let received = Arc::new(AtomicU64::new(0));
@@ -54,7 +60,7 @@ impl Watchers {
         let stop = watch::Sender::new(false);
         let mut tasks = Vec::with_capacity(count);
         for _ in 0..count {
-            let mut client = BookingServiceClient::new(platform::grpc::connect(booking_url)?);
+            let mut client = BookingServiceClient::new(platform::grpc::connect_with(booking_url, tls)?);
             let mut stream = client.watch_booking_changes(WatchBookingChangesRequest::default()).await?.into_inner();
             let (lags, received, errors, measuring) =
                 (lags.clone(), received.clone(), errors.clone(), measuring.clone());

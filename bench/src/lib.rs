@@ -1,11 +1,14 @@
 //! Dev and benchmark tools of the booking edit flow, kept out of the services' runtime.
 //!
 //! The binaries `booking-stack` (the whole system on one machine), `booking-bench` (how
-//! fast an edit is) and `booking-chaos` (a seeded soak under every fault at once, judged
+//! fast an edit is), `booking-token` (a staff token and the JWKS) and `booking-chaos` (a seeded soak under every fault at once, judged
 //! from outside) live in `src/bin/`; this library holds what they share with each other
-//! and with the end-to-end tests, and the benchmark's change-feed watchers.
+//! and with the end-to-end tests (the local certificate authority among them), and the
+//! benchmark's change-feed watchers.
 
 pub mod binaries;
 pub mod chaos;
 pub mod feed;
 pub mod local_pg;
+pub mod pki;
+pub mod token;

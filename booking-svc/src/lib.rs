@@ -45,7 +45,10 @@ pub const SCHEMA: &str = "booking";
 pub async fn run(settings: Settings, listener: TcpListener, shutdown: CancellationToken) -> anyhow::Result<()> {
     let common = settings.common.clone();
     let database = Database::connect_lazy(&common.database_url, common.db_pool_size as usize)?;
-    let peer = |url: &str| platform::balance::connect(url, settings.resolver.clone(), settings.resolve_interval());
+    let tls = platform::tls::ClientTls::from_settings(&common)?;
+    let peer = |url: &str| {
+        platform::balance::connect(url, settings.resolver.clone(), settings.resolve_interval(), tls.clone())
+    };
     let assign = AssignServiceClient::new(peer(&settings.assign_url)?);
     let notify = NotifyServiceClient::new(peer(&settings.notify_url)?);
     let metrics = metrics::Metrics::new();
@@ -137,6 +140,13 @@ pub async fn run(settings: Settings, listener: TcpListener, shutdown: Cancellati
             purge.run(worker_shutdown),
         );
     };
-    let parts = ServiceParts { server, database, schema: SCHEMA, migrations: embedded::migrations::runner, workers };
+    let parts = ServiceParts {
+        name: "booking-svc",
+        server,
+        database,
+        schema: SCHEMA,
+        migrations: embedded::migrations::runner,
+        workers,
+    };
     serve(parts, &common, listener, shutdown).await
 }

@@ -87,6 +87,13 @@ pub async fn run(settings: Settings, listener: TcpListener, shutdown: Cancellati
             sender.idle().await;
         }
     };
-    let parts = ServiceParts { server, database, schema: SCHEMA, migrations: embedded::migrations::runner, workers };
+    let parts = ServiceParts {
+        name: "notify-svc",
+        server,
+        database,
+        schema: SCHEMA,
+        migrations: embedded::migrations::runner,
+        workers,
+    };
     serve(parts, &common, listener, shutdown).await
 }

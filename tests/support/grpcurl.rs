@@ -24,3 +24,14 @@ pub async fn call(addr: &str, method: &str, body: &serde_json::Value) -> serde_j
     assert!(ok, "grpcurl {method} failed: {stderr}");
     serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("grpcurl output is not JSON ({e}): {stdout}"))
 }
+
+/// Runs `grpcurl ARGS...` without `-plaintext` (the caller passes `-cacert`, `-cert`,
+/// `-key`); returns (success, stdout, stderr).
+pub async fn run_tls(args: &[&str]) -> (bool, String, String) {
+    let output = Command::new("grpcurl").args(args).output().await.expect("run grpcurl");
+    (
+        output.status.success(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}

@@ -70,6 +70,8 @@ pub struct ExportedMetric {
 
 #[derive(Default)]
 struct Store {
+    /// Every export request as received (its Debug text), traces and metrics.
+    raw: Mutex<Vec<String>>,
     spans: Mutex<Vec<Span>>,
     metrics: Mutex<BTreeMap<(String, String), ExportedMetric>>,
 }
@@ -107,6 +109,12 @@ impl Collector {
     /// (service name, metric name) of every metric received so far.
     pub fn metrics(&self) -> BTreeSet<(String, String)> {
         self.store.metrics.lock().expect("metrics").keys().cloned().collect()
+    }
+
+    /// The Debug text of every export request received so far: every span with its
+    /// events and attributes, every metric with its labels, the resources.
+    pub fn raw_exports(&self) -> Vec<String> {
+        self.store.raw.lock().expect("raw").clone()
     }
 
     /// Every metric received so far, with its unit, kind and attribute keys.
@@ -148,6 +156,7 @@ impl TraceService for Receiver {
         &self,
         request: Request<ExportTraceServiceRequest>,
     ) -> Result<Response<ExportTraceServiceResponse>, Status> {
+        self.0.raw.lock().expect("raw").push(format!("{:?}", request.get_ref()));
         let mut spans = self.0.spans.lock().expect("spans");
         for resource in request.into_inner().resource_spans {
             let resource_attributes = attributes(&resource.resource.map(|r| r.attributes).unwrap_or_default());
@@ -177,6 +186,7 @@ impl MetricsService for Receiver {
         &self,
         request: Request<ExportMetricsServiceRequest>,
     ) -> Result<Response<ExportMetricsServiceResponse>, Status> {
+        self.0.raw.lock().expect("raw").push(format!("{:?}", request.get_ref()));
         let mut metrics = self.0.metrics.lock().expect("metrics");
         for resource in request.into_inner().resource_metrics {
             let resource_attributes = attributes(&resource.resource.map(|r| r.attributes).unwrap_or_default());

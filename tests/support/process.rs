@@ -13,7 +13,7 @@ use std::{
 const SERVICES: [&str; 3] = ["booking-svc", "assign-svc", "notify-svc"];
 
 /// The dev tools' binaries, built by the same build (they run in the target directory).
-const TOOLS: [&str; 3] = ["booking-stack", "booking-bench", "booking-chaos"];
+const TOOLS: [&str; 4] = ["booking-stack", "booking-bench", "booking-chaos", "booking-token"];
 
 /// Where the harness keeps the service binaries it built, and its marker of that build.
 const HARNESS_BINS: &str = "harness-bins";
@@ -104,6 +104,8 @@ pub struct ServiceProcess {
     pub host: std::net::Ipv4Addr,
     pub port: u16,
     pub url: String,
+    /// Where its health is asked: `HEALTH_ADDR` when its environment sets one, else `url`.
+    pub health_url: String,
     envs: Vec<(String, String)>,
     child: Option<Child>,
     pub log: PathBuf,
@@ -117,11 +119,14 @@ impl ServiceProcess {
 
     /// Starts `bin` with `envs` listening on `host:port` (a loopback address); does not wait.
     pub fn spawn_at(bin: &'static str, host: std::net::Ipv4Addr, port: u16, envs: &[(&str, &str)]) -> Self {
-        let envs = envs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let envs: Vec<(String, String)> = envs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let url = format!("http://{host}:{port}");
+        let health_url =
+            envs.iter().find(|(k, _)| k == "HEALTH_ADDR").map_or(url.clone(), |(_, addr)| format!("http://{addr}"));
         let log_dir = target_dir().join("test-logs");
         let _ = std::fs::create_dir_all(&log_dir);
         let log = log_dir.join(format!("{bin}-{}-{host}-{port}.log", std::process::id()));
-        let mut process = Self { bin, host, port, url: format!("http://{host}:{port}"), envs, child: None, log };
+        let mut process = Self { bin, host, port, url, health_url, envs, child: None, log };
         process.start();
         process
     }
@@ -180,7 +185,7 @@ impl ServiceProcess {
                 self.child = None;
                 return false;
             }
-            if super::services::health(&self.url, "").await
+            if super::services::health(&self.health_url, "").await
                 == Some(tonic_health::pb::health_check_response::ServingStatus::Serving)
             {
                 // Serving, and still ours: the process has not exited meanwhile.

@@ -1,10 +1,12 @@
 //! The services started in-process on random loopback ports, exactly as their binaries
-//! start them (`run(settings, listener, shutdown)`), and typed clients for them.
+//! start them (`run(settings, listener, shutdown)`), and typed clients for them (over TLS
+//! when given a [`ClientTls`]).
 
 use platform::proto::{
     assign::v1::assign_service_client::AssignServiceClient, booking::v1::booking_service_client::BookingServiceClient,
     notify::v1::notify_service_client::NotifyServiceClient,
 };
+use platform::tls::ClientTls;
 use std::{future::Future, net::SocketAddr, time::Duration};
 use tokio::{net::TcpListener, task::JoinHandle};
 use tokio_util::sync::CancellationToken;
@@ -14,6 +16,8 @@ use tonic_health::pb::{HealthCheckRequest, health_check_response::ServingStatus,
 pub struct Running {
     pub addr: SocketAddr,
     pub url: String,
+    /// How its clients reach it: over TLS when set.
+    pub tls: Option<ClientTls>,
     shutdown: CancellationToken,
     handle: Option<JoinHandle<anyhow::Result<()>>>,
 }
@@ -25,8 +29,18 @@ impl Running {
         F: FnOnce(TcpListener, CancellationToken) -> Fut,
         Fut: Future<Output = anyhow::Result<()>> + Send + 'static,
     {
-        let running = Self::start_unready(run).await;
-        wait_serving(&running.url, Duration::from_secs(30)).await;
+        Self::start_tls(run, None).await
+    }
+
+    /// [`Running::start`] for a server that callers reach over TLS with `tls`.
+    pub async fn start_tls<F, Fut>(run: F, tls: Option<ClientTls>) -> Self
+    where
+        F: FnOnce(TcpListener, CancellationToken) -> Fut,
+        Fut: Future<Output = anyhow::Result<()>> + Send + 'static,
+    {
+        let mut running = Self::start_unready(run).await;
+        running.tls = tls;
+        wait_serving_with(&running.url, running.tls.as_ref(), Duration::from_secs(30)).await;
         running
     }
 
@@ -40,7 +54,7 @@ impl Running {
         let addr = listener.local_addr().expect("local addr");
         let shutdown = CancellationToken::new();
         let handle = tokio::spawn(run(listener, shutdown.clone()));
-        Self { addr, url: format!("http://{addr}"), shutdown, handle: Some(handle) }
+        Self { addr, url: format!("http://{addr}"), tls: None, shutdown, handle: Some(handle) }
     }
 
     /// Triggers graceful shutdown (as SIGTERM does) without waiting.
@@ -59,7 +73,7 @@ impl Running {
 
     /// A traced channel to this service.
     pub fn channel(&self) -> platform::grpc::Channel {
-        platform::grpc::connect(&self.url).expect("channel")
+        platform::grpc::connect_with(&self.url, self.tls.as_ref()).expect("channel")
     }
 }
 
@@ -106,7 +120,12 @@ pub fn notify_client(url: &str) -> NotifyServiceClient<platform::grpc::Channel> 
 
 /// The health status of `service` ("" for the whole server), `None` when unreachable.
 pub async fn health(url: &str, service: &str) -> Option<ServingStatus> {
-    let channel = tonic::transport::Endpoint::from_shared(url.to_string())
+    health_with(url, service, None).await
+}
+
+/// [`health`] over TLS with `tls` when given.
+pub async fn health_with(url: &str, service: &str, tls: Option<&ClientTls>) -> Option<ServingStatus> {
+    let channel = platform::grpc::secure_endpoint(url, tls)
         .ok()?
         .connect_timeout(Duration::from_millis(500))
         .timeout(Duration::from_secs(2))
@@ -119,8 +138,13 @@ pub async fn health(url: &str, service: &str) -> Option<ServingStatus> {
 
 /// Waits until the server at `url` reports `SERVING`.
 pub async fn wait_serving(url: &str, timeout: Duration) {
+    wait_serving_with(url, None, timeout).await
+}
+
+/// [`wait_serving`] over TLS with `tls` when given.
+pub async fn wait_serving_with(url: &str, tls: Option<&ClientTls>, timeout: Duration) {
     super::eventually(timeout, &format!("{url} to report SERVING"), || async {
-        (health(url, "").await == Some(ServingStatus::Serving)).then_some(())
+        (health_with(url, "", tls).await == Some(ServingStatus::Serving)).then_some(())
     })
     .await
 }

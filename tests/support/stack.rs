@@ -2,20 +2,18 @@
 //! (in-process, or as a real process that can be frozen), notify-svc delivering to the SMTP
 //! server, and booking-svc (in-process, or as real processes that can be killed and
 //! restarted), with short worker intervals and a floor plan. Plus the checks a user makes:
-//! bookings, history, and the mails the SMTP server received.
+//! bookings, history, and the mails the SMTP server received. With `tls`, everything runs
+//! with mutual TLS on certificates made for the test, and its clients present a `staff`
+//! certificate.
 
-use super::{
-    db::TestDb,
-    eventually,
-    process::ServiceProcess,
-    services::{self, Running},
-    smtp::SmtpSink,
-};
+use super::{db::TestDb, eventually, process::ServiceProcess, services::Running, smtp::SmtpSink};
+use booking_tools::pki::{DEFAULT_TRUST_DOMAIN, LocalPki};
 use platform::proto::{
     assign::v1::{self as apb, assign_service_client::AssignServiceClient},
     booking::v1::{self as pb, booking_service_client::BookingServiceClient},
     notify::v1::{self as npb, notify_service_client::NotifyServiceClient},
 };
+use platform::{settings::CommonSettings, tls::ClientTls};
 use std::time::{Duration, SystemTime};
 
 /// The restaurant every stack sets up.
@@ -70,6 +68,9 @@ pub struct Options {
     pub database_server: Option<String>,
     /// A database per service (three `DATABASE_URL`s) instead of one shared by all three.
     pub database_per_service: bool,
+    /// Mutual TLS everywhere (certificates made for the test); processes then report
+    /// health on a plain-text `HEALTH_ADDR`.
+    pub tls: bool,
 }
 
 impl Default for Options {
@@ -85,6 +86,7 @@ impl Default for Options {
             idempotency_retention_s: 604_800,
             database_server: None,
             database_per_service: false,
+            tls: false,
         }
     }
 }
@@ -100,7 +102,65 @@ pub struct Stack {
     /// assign-svc's and notify-svc's own databases, with `database_per_service`.
     pub own_dbs: Option<(TestDb, TestDb)>,
     pub options: Options,
+    /// The test's certificates, with `tls`.
+    pub pki: Option<LocalPki>,
+    /// How the test's clients reach the services: over TLS as `staff`, with `tls`.
+    pub client_tls: Option<ClientTls>,
+    _pki_dir: tempfile::TempDir,
     _mail_dir: tempfile::TempDir,
+}
+
+/// The test clients' service identity `staff` listed as a booking client: with mutual TLS
+/// the services check callers (deny by default), and the tests' clients present the
+/// `staff` certificate, without a token.
+const STAFF_CLIENT_POLICY: &str = r#"{"methods": {
+    "/booking.v1.BookingService/CreateBooking": {"services": ["staff"], "roles": ["staff"]},
+    "/booking.v1.BookingService/EditBooking": {"services": ["staff"], "roles": ["staff"]},
+    "/booking.v1.BookingService/CancelBooking": {"services": ["staff"], "roles": ["staff"]},
+    "/booking.v1.BookingService/GetBooking": {"services": ["staff"], "roles": ["staff"]},
+    "/booking.v1.BookingService/ListBookings": {"services": ["staff"], "roles": ["staff"]},
+    "/booking.v1.BookingService/GetBookingHistory": {"services": ["staff"], "roles": ["staff"]},
+    "/booking.v1.BookingService/WatchBookingChanges": {"services": ["staff"], "roles": ["staff"]},
+    "/booking.v1.BookingService/GetRestaurant": {"services": ["staff"], "roles": ["staff"]},
+    "/booking.v1.BookingService/PutRestaurant": {"services": ["staff"], "roles": ["floor-admin"]},
+    "/assign.v1.AssignService/PutFloorPlan": {"services": ["staff"], "roles": ["floor-admin"]},
+    "/assign.v1.AssignService/GetFloorPlan": {"services": ["staff"], "roles": ["staff", "floor-admin"]},
+    "/notify.v1.NotifyService/GetDelivery": {"services": ["staff"], "roles": ["staff"]},
+    "/notify.v1.NotifyService/ListDeliveries": {"services": ["staff"], "roles": ["staff"]}
+}}"#;
+
+/// The policy file of the test stack (written beside `pki`'s certificates).
+pub fn staff_client_policy(pki: &LocalPki) -> std::path::PathBuf {
+    let path = pki.dir.join("authz-policy.json");
+    std::fs::write(&path, STAFF_CLIENT_POLICY).expect("write the policy");
+    path
+}
+
+/// Sets the TLS settings of `name` from `pki` (mutual TLS, clients checking `pki`'s CA),
+/// and the policy that lets the test clients (`staff` certificate) in.
+pub fn secure(common: &mut CommonSettings, pki: &LocalPki, name: &str) {
+    common.tls_cert = Some(pki.cert(name));
+    common.tls_key = Some(pki.key(name));
+    common.tls_client_ca = Some(pki.ca());
+    common.tls_ca = Some(pki.ca());
+    common.auth.authz_policy = Some(staff_client_policy(pki));
+}
+
+/// The TLS variables of `name` from `pki` plus a free plain-text `HEALTH_ADDR`, for a process.
+pub fn secure_env(pki: &LocalPki, name: &str) -> Vec<(&'static str, String)> {
+    vec![
+        ("TLS_CERT", pki.cert(name).display().to_string()),
+        ("TLS_KEY", pki.key(name).display().to_string()),
+        ("TLS_CLIENT_CA", pki.ca().display().to_string()),
+        ("TLS_CA", pki.ca().display().to_string()),
+        ("HEALTH_ADDR", format!("127.0.0.1:{}", super::free_port())),
+        ("AUTHZ_POLICY", staff_client_policy(pki).display().to_string()),
+    ]
+}
+
+/// Clients checking `pki`'s CA and presenting `name`'s certificate.
+pub fn client_tls(pki: &LocalPki, name: &str) -> ClientTls {
+    ClientTls::new(&pki.ca(), Some((&pki.cert(name), &pki.key(name)))).expect("client TLS")
 }
 
 impl Stack {
@@ -119,23 +179,41 @@ impl Stack {
             None => (db.url.clone(), db.url.clone()),
         };
         let smtp = SmtpSink::start().await;
+        let pki_dir = tempfile::tempdir().expect("certificate dir");
+        let pki = options.tls.then(|| {
+            let names = ["booking-svc", "assign-svc", "notify-svc", "staff"];
+            LocalPki::create(pki_dir.path(), DEFAULT_TRUST_DOMAIN, &names).expect("test certificates").0
+        });
+        let client_tls = pki.as_ref().map(|pki| client_tls(pki, "staff"));
+        let process_env = |mut env: Vec<(&'static str, String)>, name: &str| {
+            if let Some(pki) = &pki {
+                env.extend(secure_env(pki, name));
+            }
+            env
+        };
         let assign = if options.assign_process {
             let (base, cap) = (options.reassign_backoff_ms.0.to_string(), options.reassign_backoff_ms.1.to_string());
-            let mut env = assign_env(&assign_url);
+            let mut env: Vec<(&'static str, String)> =
+                assign_env(&assign_url).into_iter().map(|(k, v)| (k, v.to_string())).collect();
             env.retain(|(k, _)| !k.starts_with("REASSIGN_BACKOFF"));
-            env.extend([("REASSIGN_BACKOFF_BASE_MS", base.as_str()), ("REASSIGN_BACKOFF_CAP_MS", cap.as_str())]);
+            env.extend([("REASSIGN_BACKOFF_BASE_MS", base), ("REASSIGN_BACKOFF_CAP_MS", cap)]);
+            let env = process_env(env, "assign-svc");
+            let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
             Svc::Process(ServiceProcess::start_serving("assign-svc", &env).await)
         } else {
             let mut settings = assign_svc::Settings::for_database(&assign_url);
             settings.reassign_backoff_base_ms = options.reassign_backoff_ms.0;
             settings.reassign_backoff_cap_ms = options.reassign_backoff_ms.1;
             settings.reassign_lease_ms = 3_000;
-            Svc::InProcess(services::assign_with(settings).await)
+            if let Some(pki) = &pki {
+                secure(&mut settings.common, pki, "assign-svc");
+            }
+            Svc::InProcess(Running::start_tls(move |l, s| assign_svc::run(settings, l, s), client_tls.clone()).await)
         };
         let mail_dir = tempfile::tempdir().expect("mail dir");
         let notify = if options.notify_process {
             let mail_dir = mail_dir.path().display().to_string();
-            let env = notify_env(&notify_url, &smtp.url(), &mail_dir);
+            let env = process_env(notify_env(&notify_url, &smtp.url(), &mail_dir), "notify-svc");
             let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
             Svc::Process(ServiceProcess::start_serving("notify-svc", &env).await)
         } else {
@@ -146,14 +224,32 @@ impl Stack {
             notify_settings.retry_cap_ms = 1_000;
             notify_settings.worker_poll_ms = 500;
             notify_settings.smtp_timeout_ms = 3_000;
-            Svc::InProcess(services::notify_with(notify_settings).await)
+            if let Some(pki) = &pki {
+                secure(&mut notify_settings.common, pki, "notify-svc");
+            }
+            Svc::InProcess(
+                Running::start_tls(move |l, s| notify_svc::run(notify_settings, l, s), client_tls.clone()).await,
+            )
         };
-        let mut stack =
-            Self { booking: None, notify, assign, smtp, db, own_dbs, options: options.clone(), _mail_dir: mail_dir };
+        let mut stack = Self {
+            booking: None,
+            notify,
+            assign,
+            smtp,
+            db,
+            own_dbs,
+            options: options.clone(),
+            pki,
+            client_tls,
+            _pki_dir: pki_dir,
+            _mail_dir: mail_dir,
+        };
         stack.put_floor_plan(RESTAURANT, &options.tables).await;
         if options.booking_in_process {
             let settings = stack.booking_settings();
-            stack.booking = Some(Svc::InProcess(services::booking_with(settings).await));
+            let tls = stack.client_tls.clone();
+            stack.booking =
+                Some(Svc::InProcess(Running::start_tls(move |l, s| booking_svc::run(settings, l, s), tls).await));
         }
         stack
     }
@@ -170,6 +266,9 @@ impl Stack {
         s.worker_backoff_max_ms = 1_000;
         s.worker_poll_ms = 500;
         s.peer_timeout_ms = 1_500;
+        if let Some(pki) = &self.pki {
+            secure(&mut s.common, pki, "booking-svc");
+        }
         s
     }
 
@@ -191,6 +290,9 @@ impl Stack {
             ("PEER_TIMEOUT_MS".into(), s.peer_timeout_ms.to_string()),
             ("SHUTDOWN_GRACE_MS".into(), "2000".into()),
         ]
+        .into_iter()
+        .chain(self.pki.iter().flat_map(|pki| secure_env(pki, "booking-svc")).map(|(k, v)| (k.to_string(), v)))
+        .collect()
     }
 
     /// Starts a booking-svc process with this stack's settings plus `extra` variables
@@ -204,17 +306,23 @@ impl Stack {
 
     /// A client of the in-process booking-svc.
     pub fn booking(&self) -> BookingServiceClient<platform::grpc::Channel> {
-        services::booking_client(&self.booking.as_ref().expect("booking-svc runs in-process").url())
+        let url = self.booking.as_ref().expect("booking-svc runs in-process").url();
+        BookingServiceClient::new(self.channel(&url))
+    }
+
+    /// A channel to `url` as this stack's clients reach its services.
+    pub fn channel(&self, url: &str) -> platform::grpc::Channel {
+        platform::grpc::connect_with(url, self.client_tls.as_ref()).expect("channel")
     }
 
     /// A client of assign-svc.
     pub fn assign(&self) -> AssignServiceClient<platform::grpc::Channel> {
-        services::assign_client(&self.assign.url())
+        AssignServiceClient::new(self.channel(&self.assign.url()))
     }
 
     /// A client of notify-svc.
     pub fn notify(&self) -> NotifyServiceClient<platform::grpc::Channel> {
-        services::notify_client(&self.notify.url())
+        NotifyServiceClient::new(self.channel(&self.notify.url()))
     }
 
     /// Replaces a restaurant's floor plan.
@@ -322,7 +430,7 @@ impl Stack {
 }
 
 /// Environment of an assign-svc process on `database_url`, with quick retries.
-pub fn assign_env(database_url: &str) -> Vec<(&str, &str)> {
+pub fn assign_env(database_url: &str) -> Vec<(&'static str, &str)> {
     vec![
         ("DATABASE_URL", database_url),
         ("REASSIGN_BACKOFF_BASE_MS", "100"),

@@ -67,6 +67,10 @@ struct Args {
     /// Print the summary as one JSON object on the last line.
     #[arg(long)]
     json: bool,
+    /// Call the stack over mutual TLS with the certificates booking-stack made in this
+    /// folder (its CA and the staff client certificate); unset: plain text.
+    #[arg(long)]
+    cert_dir: Option<std::path::PathBuf>,
 }
 
 /// One client's bookings and what it last saw of them.
@@ -91,8 +95,15 @@ struct Counters {
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let run = format!("{:x}", SystemTime::now().duration_since(SystemTime::UNIX_EPOCH)?.as_millis() % 0xffff_ffff);
-    let booking = BookingServiceClient::new(platform::grpc::connect(&args.booking_url)?);
-    let mut assign = AssignServiceClient::new(platform::grpc::connect(&args.assign_url)?);
+    let tls = match &args.cert_dir {
+        Some(dir) => {
+            let pki = booking_tools::pki::LocalPki { dir: dir.clone() };
+            Some(platform::tls::ClientTls::new(&pki.ca(), Some((&pki.cert("staff"), &pki.key("staff"))))?)
+        }
+        None => None,
+    };
+    let booking = BookingServiceClient::new(platform::grpc::connect_with(&args.booking_url, tls.as_ref())?);
+    let mut assign = AssignServiceClient::new(platform::grpc::connect_with(&args.assign_url, tls.as_ref())?);
 
     eprintln!("booking-bench: setting up {} restaurants", args.restaurants);
     let restaurants: Vec<String> = (0..args.restaurants).map(|r| format!("bench-{run}-{r}")).collect();
@@ -151,7 +162,8 @@ async fn main() -> anyhow::Result<()> {
     let errors_by_code = Arc::new(Mutex::new(BTreeMap::<String, u64>::new()));
     let measuring = Arc::new(AtomicBool::new(false));
     let stop = Arc::new(AtomicBool::new(false));
-    let watchers = booking_tools::feed::Watchers::start(&args.booking_url, args.watchers, measuring.clone()).await?;
+    let watchers =
+        booking_tools::feed::Watchers::start(&args.booking_url, tls.as_ref(), args.watchers, measuring.clone()).await?;
 
     let mut tasks = Vec::new();
     for (c, mut mine) in per_client.into_iter().enumerate() {

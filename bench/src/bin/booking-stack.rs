@@ -5,17 +5,29 @@
 //! private throwaway cluster started from the local PostgreSQL binaries (removed on
 //! exit). Puts a demo floor plan and restaurant profile, prints grpcurl lines to try, and
 //! runs until Ctrl-C or SIGTERM, then stops everything gracefully.
+//!
+//! Secure by default: it makes a local CA, the three services' certificates and a `staff`
+//! client certificate in CERT_DIR (said at start-up), and a signing key with its JWKS
+//! for staff tokens (the services' AUTH_JWKS), and runs everything with mutual TLS and
+//! authorization on; the grpcurl lines it prints carry `-cacert`, `-cert`, `-key` and
+//! `-H "authorization: Bearer <token>"` with a staff token it mints. `--insecure` runs
+//! the plain-text stack instead, open to every caller.
 
 use booking_tools::{
     binaries::{ensure_binaries, wait_serving},
     local_pg::LocalCluster,
+    pki::{DEFAULT_TRUST_DOMAIN, LocalPki},
 };
 use clap::Parser;
-use platform::proto::{
-    assign::v1::{PutFloorPlanRequest, Table, assign_service_client::AssignServiceClient},
-    booking::v1::{
-        GetRestaurantRequest, PutRestaurantRequest, Restaurant, booking_service_client::BookingServiceClient,
+use platform::{
+    auth::jwt::Claims,
+    proto::{
+        assign::v1::{PutFloorPlanRequest, Table, assign_service_client::AssignServiceClient},
+        booking::v1::{
+            GetRestaurantRequest, PutRestaurantRequest, Restaurant, booking_service_client::BookingServiceClient,
+        },
     },
+    tls::ClientTls,
 };
 use std::{
     path::PathBuf,
@@ -48,6 +60,42 @@ struct Args {
     /// Do not put the demo floor plan and restaurant profile.
     #[arg(long)]
     no_demo: bool,
+    /// Plain text, no certificates: the stack as it was before mutual TLS.
+    #[arg(long)]
+    insecure: bool,
+    /// Where the local CA's and the services' certificates are written (made anew at each
+    /// start).
+    #[arg(long, env = "CERT_DIR", default_value = "./certs")]
+    cert_dir: PathBuf,
+    /// SPIFFE trust domain of the services' certificates.
+    #[arg(long, env = "TRUST_DOMAIN", default_value = DEFAULT_TRUST_DOMAIN)]
+    trust_domain: String,
+}
+
+/// The certificates of the secure stack and what its own clients use.
+struct Security {
+    pki: LocalPki,
+    client: ClientTls,
+    /// The JWKS of the staff tokens' signing key (the services' AUTH_JWKS).
+    jwks: PathBuf,
+    /// A staff token for the printed grpcurl lines.
+    staff_token: String,
+    /// A floor-admin token for the demo floor plan and restaurant profile.
+    admin_token: String,
+}
+
+impl Security {
+    /// The TLS variables of service `name`.
+    fn env(&self, name: &str) -> Vec<(&'static str, String)> {
+        let path = |p: PathBuf| p.display().to_string();
+        vec![
+            ("TLS_CERT", path(self.pki.cert(name))),
+            ("TLS_KEY", path(self.pki.key(name))),
+            ("TLS_CLIENT_CA", path(self.pki.ca())),
+            ("TLS_CA", path(self.pki.ca())),
+            ("AUTH_JWKS", path(self.jwks.clone())),
+        ]
+    }
 }
 
 const DEMO_RESTAURANT: &str = "demo-bistro";
@@ -80,44 +128,72 @@ async fn run(args: Args) -> anyhow::Result<()> {
     };
     std::fs::create_dir_all(&args.mail_dir)?;
     let mail_dir = std::fs::canonicalize(&args.mail_dir)?;
-    let assign_url = format!("http://127.0.0.1:{}", args.assign_port);
-    let notify_url = format!("http://127.0.0.1:{}", args.notify_port);
-    let booking_url = format!("http://127.0.0.1:{}", args.booking_port);
+    let security = if args.insecure {
+        say("--insecure: plain text, no certificates");
+        None
+    } else {
+        let names = ["booking-svc", "assign-svc", "notify-svc", "staff"];
+        let (pki, _ca) = LocalPki::create(&args.cert_dir, &args.trust_domain, &names)?;
+        let pki = LocalPki { dir: std::fs::canonicalize(&pki.dir)? };
+        say(&format!(
+            "mutual TLS: a new local CA and certificates for {} in {} (ca.pem, <name>.pem, <name>-key.pem)",
+            names.join(", "),
+            pki.dir.display()
+        ));
+        let client = ClientTls::new(&pki.ca(), Some((&pki.cert("staff"), &pki.key("staff"))))?;
+        let key = booking_tools::token::load_or_create_key(&pki.dir.join("signing-key.pem"))?;
+        let jwks = pki.dir.join("jwks.json");
+        std::fs::write(&jwks, key.jwks_json()?)?;
+        let audience = ["booking-svc", "assign-svc", "notify-svc"];
+        let mint = |subject: &str, roles: &[&str]| {
+            key.mint(&Claims::new(subject, roles, "booking-platform", &audience, Duration::from_secs(12 * 3600)))
+        };
+        let staff_token = mint("staff", &["staff"])?;
+        let admin_token = mint("booking-stack", &["staff", "floor-admin"])?;
+        say(&format!(
+            "staff tokens: signing key signing-key.pem and jwks.json in {} (more with: booking-token --key {} --subject <you> --roles staff)",
+            pki.dir.display(),
+            pki.dir.join("signing-key.pem").display()
+        ));
+        Some(Security { pki, client, jwks, staff_token, admin_token })
+    };
+    let scheme = if security.is_some() { "https" } else { "http" };
+    let assign_url = format!("{scheme}://127.0.0.1:{}", args.assign_port);
+    let notify_url = format!("{scheme}://127.0.0.1:{}", args.notify_port);
+    let booking_url = format!("{scheme}://127.0.0.1:{}", args.booking_port);
     let mail_dir_text = mail_dir.to_string_lossy().into_owned();
+    let tls_env = |name: &str| security.as_ref().map(|s| s.env(name)).unwrap_or_default();
+    let client_tls = security.as_ref().map(|s| &s.client);
 
     let mut children = Vec::new();
-    children.push(spawn(
-        &bin_dir,
-        "assign-svc",
-        &[("DATABASE_URL", &database_url), ("LISTEN_ADDR", &format!("127.0.0.1:{}", args.assign_port))],
-    )?);
-    children.push(spawn(
-        &bin_dir,
-        "notify-svc",
-        &[
-            ("DATABASE_URL", &database_url),
-            ("LISTEN_ADDR", &format!("127.0.0.1:{}", args.notify_port)),
-            ("MAIL_DIR", &mail_dir_text),
-        ],
-    )?);
-    children.push(spawn(
-        &bin_dir,
-        "booking-svc",
-        &[
-            ("DATABASE_URL", &database_url),
-            ("LISTEN_ADDR", &format!("127.0.0.1:{}", args.booking_port)),
-            ("ASSIGN_URL", &assign_url),
-            ("NOTIFY_URL", &notify_url),
-        ],
-    )?);
+    let mut env =
+        vec![("DATABASE_URL", database_url.clone()), ("LISTEN_ADDR", format!("127.0.0.1:{}", args.assign_port))];
+    env.extend(tls_env("assign-svc"));
+    children.push(spawn(&bin_dir, "assign-svc", &env)?);
+    let mut env = vec![
+        ("DATABASE_URL", database_url.clone()),
+        ("LISTEN_ADDR", format!("127.0.0.1:{}", args.notify_port)),
+        ("MAIL_DIR", mail_dir_text.clone()),
+    ];
+    env.extend(tls_env("notify-svc"));
+    children.push(spawn(&bin_dir, "notify-svc", &env)?);
+    let mut env = vec![
+        ("DATABASE_URL", database_url.clone()),
+        ("LISTEN_ADDR", format!("127.0.0.1:{}", args.booking_port)),
+        ("ASSIGN_URL", assign_url.clone()),
+        ("NOTIFY_URL", notify_url.clone()),
+    ];
+    env.extend(tls_env("booking-svc"));
+    children.push(spawn(&bin_dir, "booking-svc", &env)?);
 
     let started = async {
         for url in [&assign_url, &notify_url, &booking_url] {
-            wait_serving(url, Duration::from_secs(60)).await?;
+            wait_serving(url, client_tls, Duration::from_secs(60)).await?;
         }
         if !args.no_demo {
-            put_demo_floor_plan(&assign_url).await?;
-            put_demo_profile(&booking_url).await?;
+            let admin = security.as_ref().map(|s| s.admin_token.as_str());
+            put_demo_floor_plan(&assign_url, client_tls, admin).await?;
+            put_demo_profile(&booking_url, client_tls, admin).await?;
         }
         anyhow::Ok(())
     };
@@ -128,7 +204,17 @@ async fn run(args: Args) -> anyhow::Result<()> {
     };
     match &outcome {
         Ok(()) if !shutdown.is_cancelled() => {
-            print_guide(args.booking_port, args.assign_port, args.notify_port, &mail_dir_text);
+            let grpcurl = match &security {
+                Some(security) => format!(
+                    "grpcurl -cacert {} -cert {} -key {} -H \"authorization: Bearer {}\"",
+                    security.pki.ca().display(),
+                    security.pki.cert("staff").display(),
+                    security.pki.key("staff").display(),
+                    security.staff_token
+                ),
+                None => "grpcurl -plaintext".to_string(),
+            };
+            print_guide(&grpcurl, args.booking_port, args.assign_port, args.notify_port, &mail_dir_text);
             shutdown.cancelled().await;
         }
         Ok(()) => {}
@@ -181,9 +267,9 @@ async fn database_answers(url: &str) -> bool {
     }
 }
 
-fn spawn(bin_dir: &std::path::Path, name: &'static str, envs: &[(&str, &str)]) -> anyhow::Result<Child> {
+fn spawn(bin_dir: &std::path::Path, name: &'static str, envs: &[(&str, String)]) -> anyhow::Result<Child> {
     let mut child = Command::new(bin_dir.join(name))
-        .envs(envs.iter().copied())
+        .envs(envs.iter().map(|(k, v)| (*k, v.as_str())))
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -206,7 +292,16 @@ fn spawn(bin_dir: &std::path::Path, name: &'static str, envs: &[(&str, &str)]) -
     Ok(child)
 }
 
-async fn put_demo_floor_plan(assign_url: &str) -> anyhow::Result<()> {
+/// `message` with `authorization: Bearer <token>` when there is a token.
+fn authorized<T>(message: T, token: Option<&str>) -> anyhow::Result<tonic::Request<T>> {
+    let mut request = tonic::Request::new(message);
+    if let Some(token) = token {
+        request.metadata_mut().insert("authorization", format!("Bearer {token}").parse()?);
+    }
+    Ok(request)
+}
+
+async fn put_demo_floor_plan(assign_url: &str, tls: Option<&ClientTls>, token: Option<&str>) -> anyhow::Result<()> {
     let table = |id: &str, seats: i32, group: &str| Table { id: id.into(), seats, combine_group: group.into() };
     let request = PutFloorPlanRequest {
         restaurant_id: DEMO_RESTAURANT.into(),
@@ -220,8 +315,8 @@ async fn put_demo_floor_plan(assign_url: &str) -> anyhow::Result<()> {
             table("t7", 8, "terrace"),
         ],
     };
-    let mut client = AssignServiceClient::new(platform::grpc::connect(assign_url)?);
-    match client.put_floor_plan(request).await {
+    let mut client = AssignServiceClient::new(platform::grpc::connect_with(assign_url, tls)?);
+    match client.put_floor_plan(authorized(request, token)?).await {
         Ok(_) => say(&format!("demo floor plan '{DEMO_RESTAURANT}' is in place (7 tables, 34 seats)")),
         Err(status) if status.code() == tonic::Code::FailedPrecondition => {
             say(&format!("kept the existing '{DEMO_RESTAURANT}' floor plan: {}", status.message()))
@@ -233,10 +328,10 @@ async fn put_demo_floor_plan(assign_url: &str) -> anyhow::Result<()> {
 
 /// The demo restaurant's profile, unless it has one already (a database kept from an
 /// earlier run keeps what was put there).
-async fn put_demo_profile(booking_url: &str) -> anyhow::Result<()> {
-    let mut client = BookingServiceClient::new(platform::grpc::connect(booking_url)?);
+async fn put_demo_profile(booking_url: &str, tls: Option<&ClientTls>, token: Option<&str>) -> anyhow::Result<()> {
+    let mut client = BookingServiceClient::new(platform::grpc::connect_with(booking_url, tls)?);
     let current = client
-        .get_restaurant(GetRestaurantRequest { restaurant_id: DEMO_RESTAURANT.into() })
+        .get_restaurant(authorized(GetRestaurantRequest { restaurant_id: DEMO_RESTAURANT.into() }, token)?)
         .await?
         .into_inner()
         .restaurant
@@ -252,12 +347,14 @@ async fn put_demo_profile(booking_url: &str) -> anyhow::Result<()> {
         address: "12 Rue de la Paix\n75002 Paris".into(),
         phone: "+33 1 23 45 67 89".into(),
     };
-    client.put_restaurant(PutRestaurantRequest { restaurant: Some(restaurant) }).await?;
+    client.put_restaurant(authorized(PutRestaurantRequest { restaurant: Some(restaurant) }, token)?).await?;
     say(&format!("demo restaurant '{DEMO_RESTAURANT}' is Demo Bistro, Europe/Paris"));
     Ok(())
 }
 
-fn print_guide(booking: u16, assign: u16, notify: u16, mail_dir: &str) {
+/// Prints what to try, every line starting with `grpcurl` (the command with its transport
+/// flags).
+fn print_guide(grpcurl: &str, booking: u16, assign: u16, notify: u16, mail_dir: &str) {
     let tomorrow = SystemTime::now() + Duration::from_secs(86_400);
     let day = platform::proto::timestamp(tomorrow).seconds / 86_400 * 86_400;
     let at = |hour: i64| {
@@ -273,16 +370,16 @@ Emails are written to {mail_dir}. Ctrl-C stops everything.
 
 Try (grpcurl needs no .proto files: the servers have reflection):
 
-  grpcurl -plaintext 127.0.0.1:{booking} list
-  grpcurl -plaintext -d '{{"restaurantId":"{DEMO_RESTAURANT}"}}' 127.0.0.1:{booking} booking.v1.BookingService/GetRestaurant
-  grpcurl -plaintext -d '{{"restaurantId":"{DEMO_RESTAURANT}","guest":{{"name":"Ada","email":"ada@example.com"}},"partySize":4,"startTime":"{seven}"}}' \
+  {grpcurl} 127.0.0.1:{booking} list
+  {grpcurl} -d '{{"restaurantId":"{DEMO_RESTAURANT}"}}' 127.0.0.1:{booking} booking.v1.BookingService/GetRestaurant
+  {grpcurl} -d '{{"restaurantId":"{DEMO_RESTAURANT}","guest":{{"name":"Ada","email":"ada@example.com"}},"partySize":4,"startTime":"{seven}"}}' \
     127.0.0.1:{booking} booking.v1.BookingService/CreateBooking
-  grpcurl -plaintext -d '{{"bookingId":"<id from above>","startTime":"{eight}","partySize":6}}' \
+  {grpcurl} -d '{{"bookingId":"<id from above>","startTime":"{eight}","partySize":6}}' \
     127.0.0.1:{booking} booking.v1.BookingService/EditBooking
-  grpcurl -plaintext -d '{{"bookingId":"<id>"}}' 127.0.0.1:{booking} booking.v1.BookingService/GetBookingHistory
-  grpcurl -plaintext -d '{{"bookingId":"<id>"}}' 127.0.0.1:{notify} notify.v1.NotifyService/ListDeliveries
-  grpcurl -plaintext -d '{{"restaurantId":"{DEMO_RESTAURANT}"}}' 127.0.0.1:{assign} assign.v1.AssignService/GetFloorPlan
-  grpcurl -plaintext -d '{{"restaurantId":"{DEMO_RESTAURANT}"}}' 127.0.0.1:{booking} booking.v1.BookingService/WatchBookingChanges
+  {grpcurl} -d '{{"bookingId":"<id>"}}' 127.0.0.1:{booking} booking.v1.BookingService/GetBookingHistory
+  {grpcurl} -d '{{"bookingId":"<id>"}}' 127.0.0.1:{notify} notify.v1.NotifyService/ListDeliveries
+  {grpcurl} -d '{{"restaurantId":"{DEMO_RESTAURANT}"}}' 127.0.0.1:{assign} assign.v1.AssignService/GetFloorPlan
+  {grpcurl} -d '{{"restaurantId":"{DEMO_RESTAURANT}"}}' 127.0.0.1:{booking} booking.v1.BookingService/WatchBookingChanges
 "#
     );
 }

@@ -77,6 +77,7 @@ pub(super) fn parse_create(r: pb::CreateBookingRequest, now: SystemTime) -> Resu
         notes,
         suppress_emails: r.suppress_emails,
         idempotency_key,
+        actor: String::new(),
     })
 }
 
@@ -122,6 +123,7 @@ pub(super) fn parse_edit(r: pb::EditBookingRequest, now: SystemTime) -> Result<E
         changes: Changes { start_time, party_size, duration, notes },
         suppress_emails: r.suppress_emails,
         idempotency_key,
+        actor: String::new(),
     })
 }
 
@@ -138,7 +140,13 @@ pub(super) fn parse_cancel(r: pb::CancelBookingRequest) -> Result<CancelRequest,
     else {
         return Err(unparsed());
     };
-    Ok(CancelRequest { booking_id, expected_version, suppress_emails: r.suppress_emails, idempotency_key })
+    Ok(CancelRequest {
+        booking_id,
+        expected_version,
+        suppress_emails: r.suppress_emails,
+        idempotency_key,
+        actor: String::new(),
+    })
 }
 
 pub(super) fn parse_list(r: pb::ListBookingsRequest) -> Result<(ListQuery, u64), Status> {

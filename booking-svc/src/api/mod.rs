@@ -12,6 +12,7 @@ use crate::{feed::Feed, flow::Flow, metrics::Metrics};
 use decode::{parse_cancel, parse_create, parse_edit, parse_id, parse_list, parse_watch};
 use encode::{encode_answer, encode_booking, encode_change, json_struct};
 use platform::{
+    auth::Caller,
     grpc::deadline_of,
     proto::{
         booking::v1::{self as pb, booking_service_server::BookingService},
@@ -46,10 +47,11 @@ impl BookingService for Api {
         request: Request<pb::CreateBookingRequest>,
     ) -> Result<Response<pb::CreateBookingResponse>, Status> {
         let deadline = deadline_of(request.metadata());
+        let actor = Caller::of(&request).actor();
         let request = request.into_inner();
         // Kept only when the request has a key: then it may be a retry (below).
         let keyed = (!request.idempotency_key.is_empty()).then(|| request.clone());
-        let parsed = match parse_create(request, SystemTime::now()) {
+        let mut parsed = match parse_create(request, SystemTime::now()) {
             Ok(parsed) => parsed,
             Err(invalid) => {
                 // A retry of a request made while it was valid (its start time has passed
@@ -63,6 +65,7 @@ impl BookingService for Api {
                 return Err(invalid);
             }
         };
+        parsed.actor = actor;
         let answer = self.flow.create(parsed, deadline).await?;
         let (booking, outcome, inline_attempt) = encode_answer(answer);
         Ok(Response::new(pb::CreateBookingResponse { booking, outcome, inline_attempt }))
@@ -73,10 +76,11 @@ impl BookingService for Api {
         request: Request<pb::EditBookingRequest>,
     ) -> Result<Response<pb::EditBookingResponse>, Status> {
         let deadline = deadline_of(request.metadata());
+        let actor = Caller::of(&request).actor();
         let request = request.into_inner();
         // Kept only when the request has a key: then it may be a retry (below).
         let keyed = (!request.idempotency_key.is_empty()).then(|| request.clone());
-        let parsed = match parse_edit(request, SystemTime::now()) {
+        let mut parsed = match parse_edit(request, SystemTime::now()) {
             Ok(parsed) => parsed,
             Err(invalid) => {
                 // As for a create: a retry whose new start time has passed since is answered
@@ -91,6 +95,7 @@ impl BookingService for Api {
                 return Err(invalid);
             }
         };
+        parsed.actor = actor;
         let answer = self.flow.edit(parsed, deadline).await?;
         self.metrics.edit_answered(answer.outcome);
         let (booking, outcome, inline_attempt) = encode_answer(answer);
@@ -122,7 +127,9 @@ impl BookingService for Api {
         &self,
         request: Request<pb::CancelBookingRequest>,
     ) -> Result<Response<pb::CancelBookingResponse>, Status> {
-        let parsed = parse_cancel(request.into_inner())?;
+        let actor = Caller::of(&request).actor();
+        let mut parsed = parse_cancel(request.into_inner())?;
+        parsed.actor = actor;
         let booking = self.flow.cancel(parsed).await?;
         Ok(Response::new(pb::CancelBookingResponse { booking: Some(encode_booking(booking)) }))
     }

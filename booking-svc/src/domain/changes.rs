@@ -66,22 +66,29 @@ pub struct ChangedField {
 pub struct Change {
     pub kind: ChangeType,
     pub fields: Vec<ChangedField>,
+    /// Who made it (a person's subject or a service's SPIFFE id); empty when unknown.
+    pub actor: String,
 }
 
 impl Change {
     /// A new booking (its whole state is new: no field list).
     pub fn created() -> Self {
-        Self { kind: ChangeType::Created, fields: vec![] }
+        Self { kind: ChangeType::Created, fields: vec![], actor: String::new() }
+    }
+
+    /// The same change, made by `actor`.
+    pub fn by(self, actor: &str) -> Self {
+        Self { actor: actor.to_string(), ..self }
     }
 
     /// The version was handed to the background (nothing in the booking changed).
     pub fn pending() -> Self {
-        Self { kind: ChangeType::Pending, fields: vec![] }
+        Self { kind: ChangeType::Pending, fields: vec![], actor: String::new() }
     }
 
     /// A change of `kind` that turned `before` into `after`.
     pub fn between(kind: ChangeType, before: &Booking, after: &Booking) -> Self {
-        Self { kind, fields: diff(before, after) }
+        Self { kind, fields: diff(before, after), actor: String::new() }
     }
 }
 

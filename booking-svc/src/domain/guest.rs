@@ -7,6 +7,18 @@
 
 use serde::{Deserialize, Serialize};
 
+/// `Debug` that shows the type and the value's length, never the value: these types end up
+/// in `{:?}` of larger structs and errors, which may be logged.
+macro_rules! redacted_debug {
+    ($type:ident) => {
+        impl std::fmt::Debug for $type {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                write!(f, concat!(stringify!($type), "(<{} chars redacted>)"), self.0.chars().count())
+            }
+        }
+    };
+}
+
 /// Longest guest name.
 pub const MAX_GUEST_NAME: usize = 200;
 /// Longest email address (RFC 5321 path limit).
@@ -17,9 +29,11 @@ pub const MAX_PHONE: usize = 40;
 pub const MAX_NOTES: usize = 2_000;
 
 /// A guest's name: required, at most 200 characters (trimmed).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(transparent)]
 pub struct GuestName(String);
+
+redacted_debug!(GuestName);
 
 impl GuestName {
     /// Parses a name.
@@ -49,9 +63,11 @@ impl GuestName {
 }
 
 /// A guest's email address (syntax checked, at most 254 characters).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(transparent)]
 pub struct GuestEmail(String);
+
+redacted_debug!(GuestEmail);
 
 impl GuestEmail {
     /// Parses an address such as `ada@example.com` (no display name).
@@ -91,9 +107,11 @@ impl GuestEmail {
 }
 
 /// An optional phone number: at most 40 characters of digits, spaces and `+-().`.
-#[derive(Clone, Debug, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(transparent)]
 pub struct Phone(String);
+
+redacted_debug!(Phone);
 
 impl Phone {
     /// Parses a phone number; empty means none.
@@ -120,9 +138,11 @@ impl Phone {
 }
 
 /// Free-text notes, at most 2,000 characters.
-#[derive(Clone, Debug, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(transparent)]
 pub struct Notes(String);
+
+redacted_debug!(Notes);
 
 impl Notes {
     /// Parses notes ("" clears them).
@@ -147,6 +167,21 @@ impl Notes {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn debug_never_shows_the_value() {
+        let name = GuestName::parse("Zebulon Quixotevich").unwrap();
+        let email = GuestEmail::parse("zq@example.com").unwrap();
+        let text = format!(
+            "{name:?} {email:?} {:?} {:?}",
+            Phone::parse("+44 7700 900123").unwrap(),
+            Notes::parse("kumquat").unwrap()
+        );
+        assert_eq!(
+            text,
+            "GuestName(<19 chars redacted>) GuestEmail(<14 chars redacted>) Phone(<15 chars redacted>) Notes(<7 chars redacted>)"
+        );
+    }
 
     #[test]
     fn emails_need_a_local_part_and_a_dotted_domain() {

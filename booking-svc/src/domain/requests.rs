@@ -26,6 +26,8 @@ pub struct NewBooking {
     pub notes: Notes,
     pub suppress_emails: bool,
     pub idempotency_key: Option<IdempotencyKey>,
+    /// Who asks (see `platform::auth::Caller::actor`); not part of the fingerprint.
+    pub actor: String,
 }
 
 impl NewBooking {
@@ -72,6 +74,8 @@ pub struct EditRequest {
     pub changes: Changes,
     pub suppress_emails: bool,
     pub idempotency_key: Option<IdempotencyKey>,
+    /// Who asks; not part of the fingerprint.
+    pub actor: String,
 }
 
 impl EditRequest {
@@ -97,6 +101,8 @@ pub struct CancelRequest {
     pub expected_version: Option<Version>,
     pub suppress_emails: bool,
     pub idempotency_key: Option<IdempotencyKey>,
+    /// Who asks; not part of the fingerprint.
+    pub actor: String,
 }
 
 impl CancelRequest {
@@ -124,6 +130,7 @@ mod tests {
             changes: Changes { party_size: Some(PartySize::parse(2).unwrap()), ..Changes::default() },
             suppress_emails: false,
             idempotency_key: IdempotencyKey::parse_optional("k1").unwrap(),
+            actor: String::new(),
         };
         let mut b = a.clone();
         b.idempotency_key = IdempotencyKey::parse_optional("k2").unwrap();

@@ -46,11 +46,16 @@ impl Flow {
                 CancelPlan::AlreadyCancelled => current,
                 CancelPlan::Cancel(_) => {
                     let (booking, _) = store::bookings::set_status(&tx, id, BookingStatus::Cancelled, &[], now).await?;
-                    store::changes::record(&tx, id, &Change::between(ChangeType::Cancelled, &current, &booking))
-                        .await?;
+                    store::changes::record(
+                        &tx,
+                        id,
+                        &Change::between(ChangeType::Cancelled, &current, &booking).by(&request.actor),
+                    )
+                    .await?;
                     store::jobs::close_open(&tx, id, JobState::Cancelled).await?;
                     store::releases::enqueue(&tx, id, &carrier).await?;
-                    let cancelled = Detail::Cancelled { suppress_emails: request.suppress_emails };
+                    let cancelled =
+                        Detail::Cancelled { suppress_emails: request.suppress_emails, actor: request.actor.clone() };
                     let mut events = vec![Event::new(booking.version.get(), cancelled)];
                     let mut channels = vec![store::releases::CHANNEL, store::changes::CHANNEL];
                     queue_email(

@@ -41,14 +41,14 @@ impl Flow {
             {
                 return self.replay(tx.client(), used, &fingerprint).await;
             }
-            let events = [Event::new(1, Detail::created(&booking, request.suppress_emails))];
+            let events = [Event::new(1, Detail::created(&booking, request.suppress_emails, &request.actor))];
             let due_in = window + self.inline.record_grace;
             let c = tx.client();
             // BEGIN, the inserts and COMMIT in one round trip.
             let statements = [
                 store::bookings::insert(c, &booking, due_in, request.suppress_emails, &carrier).await?,
                 store::history::statement(c, id.uuid(), &events).await?,
-                store::changes::record_statement(c, id.uuid(), &Change::created()).await?,
+                store::changes::record_statement(c, id.uuid(), &Change::created().by(&request.actor)).await?,
             ];
             tx.commit_with(&statements).await?;
         }

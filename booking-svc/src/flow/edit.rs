@@ -77,8 +77,8 @@ impl Flow {
                         return Ok(Answer::replay(current));
                     }
                     EditPlan::Changed { next, changes } => {
-                        let events = edited_events(&next, changes, request.suppress_emails);
-                        let change = Change::between(ChangeType::Edited, &current, &next);
+                        let events = edited_events(&next, changes, request.suppress_emails, &request.actor);
+                        let change = Change::between(ChangeType::Edited, &current, &next).by(&request.actor);
                         // The writes (one statement) and COMMIT in one round trip; under the
                         // lock the booking is at the version read.
                         let apply = store::bookings::apply_edit(
@@ -136,8 +136,8 @@ impl Flow {
                 Ok(Some(Applied::Unchanged(current)))
             }
             EditPlan::Changed { next, changes } => {
-                let events = edited_events(&next, changes, request.suppress_emails);
-                let change = Change::between(ChangeType::Edited, &current, &next);
+                let events = edited_events(&next, changes, request.suppress_emails, &request.actor);
+                let change = Change::between(ChangeType::Edited, &current, &next).by(&request.actor);
                 let apply = store::bookings::apply_edit(
                     &client,
                     current.version.get(),
@@ -170,6 +170,6 @@ fn unchanged_events(current: &Booking) -> [Event; 1] {
 }
 
 /// The history of an edit that makes version `next`.
-fn edited_events(next: &Booking, changes: Vec<FieldChange>, suppress_emails: bool) -> [Event; 1] {
-    [Event::new(next.version.get(), Detail::Edited { changes, suppress_emails })]
+fn edited_events(next: &Booking, changes: Vec<FieldChange>, suppress_emails: bool, actor: &str) -> [Event; 1] {
+    [Event::new(next.version.get(), Detail::Edited { changes, suppress_emails, actor: actor.to_string() })]
 }

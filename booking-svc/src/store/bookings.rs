@@ -143,7 +143,7 @@ pub async fn apply_edit(
                INSERT INTO booking.history (booking_id, type, version, detail, later) \
                SELECT id, $13, $14, $15, $16 FROM updated), \
              changed AS (",
-            changes::record_from!("updated", "$18", "$19"),
+            changes::record_from!("updated", "$18", "$19", "$20"),
             ") SELECT count(*) FROM updated",
         ))
         .await?;
@@ -170,6 +170,7 @@ pub async fn apply_edit(
             read_version,
             change.kind.as_str(),
             changes::fields_json(change)?,
+            change.actor.clone(),
         ],
     ))
 }
@@ -216,7 +217,7 @@ pub async fn confirm_inline(
                   FROM queued), '[]') \
                FROM confirmed), \
              changed AS (",
-            changes::record_from!("confirmed", "$14", "$15"),
+            changes::record_from!("confirmed", "$14", "$15", "''"),
             ") SELECT count(*) FROM confirmed",
         ))
         .await?;

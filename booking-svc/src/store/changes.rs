@@ -37,15 +37,17 @@ macro_rules! state_columns {
 /// columns, of type `$kind` and fields `$changes` (placeholders of the caller's
 /// statement, text and jsonb).
 macro_rules! record_from {
-    ($source:literal, $kind:literal, $changes:literal) => {
+    ($source:literal, $kind:literal, $changes:literal, $actor:literal) => {
         concat!(
-            "INSERT INTO booking.changes (booking_id, type, changes, ",
+            "INSERT INTO booking.changes (booking_id, type, changes, actor, ",
             $crate::store::changes::state_columns!(),
             ") SELECT id, ",
             $kind,
             "::text, ",
             $changes,
             "::jsonb, ",
+            $actor,
+            "::text, ",
             $crate::store::changes::state_columns!(),
             " FROM ",
             $source
@@ -64,14 +66,14 @@ pub fn fields_json(change: &Change) -> Result<Value> {
 pub async fn record_statement(db: &impl GenericClient, booking_id: Uuid, change: &Change) -> Result<Prepared> {
     let stmt = db
         .prepare_cached(concat!(
-            "INSERT INTO booking.changes (booking_id, type, changes, ",
+            "INSERT INTO booking.changes (booking_id, type, changes, actor, ",
             state_columns!(),
-            ") SELECT id, $2::text, $3::jsonb, ",
+            ") SELECT id, $2::text, $3::jsonb, $4::text, ",
             state_columns!(),
             " FROM booking.bookings WHERE id = $1"
         ))
         .await?;
-    Ok(Prepared::new(stmt, params![booking_id, change.kind.as_str(), fields_json(change)?]))
+    Ok(Prepared::new(stmt, params![booking_id, change.kind.as_str(), fields_json(change)?, change.actor.clone()]))
 }
 
 /// Records `change` of a booking (as [`record_statement`], run now).

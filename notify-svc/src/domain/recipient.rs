@@ -9,10 +9,17 @@ use super::limits::{Limits, check_line};
 const MAX_EMAIL_CHARS: usize = 254;
 
 /// Where an email goes: a valid address and an optional display name.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct Recipient {
     email: String,
     name: String,
+}
+
+/// Never the address or the name: a recipient may end up in a logged `{:?}`.
+impl std::fmt::Debug for Recipient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Recipient(<redacted>)")
+    }
 }
 
 impl Recipient {

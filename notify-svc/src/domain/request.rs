@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// What the email says about the booking.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Details {
     restaurant_name: String,
     start_time: SystemTime,
@@ -35,7 +35,7 @@ pub struct Details {
 }
 
 /// The raw details of a request, before parsing.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Default)]
 pub struct RawDetails<'a> {
     /// Restaurant name (may be empty).
     pub restaurant_name: &'a str,
@@ -58,6 +58,33 @@ pub struct RawDetails<'a> {
     pub previous_start_time: Option<Option<SystemTime>>,
     /// For a modification, the party size before it (0: none).
     pub previous_party_size: i32,
+}
+
+/// Never the guest's notes: details may end up in a logged `{:?}`.
+impl std::fmt::Debug for Details {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Details")
+            .field("restaurant_name", &self.restaurant_name)
+            .field("start_time", &self.start_time)
+            .field("duration", &self.duration)
+            .field("party_size", &self.party_size)
+            .field("table_ids", &self.table_ids)
+            .field("notes", &format_args!("<{} chars redacted>", self.notes.chars().count()))
+            .field("time_zone", &self.time_zone)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Never the guest's notes.
+impl std::fmt::Debug for RawDetails<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RawDetails")
+            .field("restaurant_name", &self.restaurant_name)
+            .field("start_time", &self.start_time)
+            .field("party_size", &self.party_size)
+            .field("notes", &format_args!("<{} chars redacted>", self.notes.chars().count()))
+            .finish_non_exhaustive()
+    }
 }
 
 impl Details {

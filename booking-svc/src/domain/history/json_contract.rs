@@ -46,7 +46,7 @@ fn every_detail_serializes_to_its_documented_json() {
     let assigned = UpdateState::Assigned { table_ids: vec!["t1".into(), "t2".into()] };
     let cases: Vec<(Detail, EventType, Value)> = vec![
         (
-            Detail::created(&booking, false),
+            Detail::created(&booking, false, "spiffe://booking.internal/web-frontend"),
             EventType::Created,
             json!({
                 "restaurant_id": "r1",
@@ -54,6 +54,7 @@ fn every_detail_serializes_to_its_documented_json() {
                 "start_time": "2023-11-14T22:13:20Z",
                 "duration_s": 5400,
                 "suppress_emails": false,
+                "actor": "spiffe://booking.internal/web-frontend",
             }),
         ),
         (
@@ -77,6 +78,7 @@ fn every_detail_serializes_to_its_documented_json() {
                     },
                 ],
                 suppress_emails: true,
+                actor: "alice".into(),
             },
             EventType::Edited,
             json!({
@@ -87,6 +89,7 @@ fn every_detail_serializes_to_its_documented_json() {
                     "notes": { "from": "", "to": "window" },
                 },
                 "suppress_emails": true,
+                "actor": "alice",
             }),
         ),
         (
@@ -246,7 +249,11 @@ fn every_detail_serializes_to_its_documented_json() {
             EventType::EmailDropped,
             json!({ "kind": "BOOKING_CANCELLED", "reason": "refused by notify-svc: InvalidArgument: bad" }),
         ),
-        (Detail::Cancelled { suppress_emails: true }, EventType::Cancelled, json!({ "suppress_emails": true })),
+        (
+            Detail::Cancelled { suppress_emails: true, actor: "alice".into() },
+            EventType::Cancelled,
+            json!({ "suppress_emails": true, "actor": "alice" }),
+        ),
     ];
     for (detail, kind, expected) in cases {
         assert_eq!(detail.kind(), kind, "{detail:?}");

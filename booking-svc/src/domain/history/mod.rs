@@ -103,12 +103,16 @@ pub enum Detail {
         start_time: SystemTime,
         duration_s: u64,
         suppress_emails: bool,
+        /// Who created it: a person's subject or a service's SPIFFE id (empty: unknown).
+        actor: String,
     },
     /// EDITED: each changed field's old and new value, by field name.
     Edited {
         #[serde(serialize_with = "as_change_map")]
         changes: Vec<FieldChange>,
         suppress_emails: bool,
+        /// Who edited it.
+        actor: String,
     },
     /// EDIT_UNCHANGED: an edit that asked for the values the booking already has.
     EditUnchanged { reason: &'static str },
@@ -185,7 +189,11 @@ pub enum Detail {
         current_version: Option<i64>,
     },
     /// CANCELLED: the booking was cancelled.
-    Cancelled { suppress_emails: bool },
+    Cancelled {
+        suppress_emails: bool,
+        /// Who cancelled it.
+        actor: String,
+    },
 }
 
 /// How a version got its tables (`via` in the detail).
@@ -225,14 +233,15 @@ impl Detail {
         }
     }
 
-    /// A new booking, as requested.
-    pub fn created(booking: &Booking, suppress_emails: bool) -> Self {
+    /// A new booking, as requested by `actor`.
+    pub fn created(booking: &Booking, suppress_emails: bool, actor: &str) -> Self {
         Detail::Created {
             restaurant_id: booking.restaurant_id.as_str().to_string(),
             party_size: booking.party_size.get(),
             start_time: booking.start_time.get(),
             duration_s: booking.duration.get().as_secs(),
             suppress_emails,
+            actor: actor.to_string(),
         }
     }
 

@@ -8,7 +8,12 @@ use tokio_postgres::{AsyncMessage, NoTls};
 use tokio_util::sync::CancellationToken;
 
 /// One LISTEN session: returns `Ok` on shutdown, `Err` when the connection is lost.
-pub(super) async fn listen_once<F>(url: &str, channel: &str, on_event: &mut F, shutdown: &CancellationToken) -> anyhow::Result<()>
+pub(super) async fn listen_once<F>(
+    url: &str,
+    channel: &str,
+    on_event: &mut F,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<()>
 where
     F: FnMut(Option<String>) + Send,
 {

@@ -3,9 +3,10 @@
 //! The binaries `booking-stack` (the whole system on one machine), `booking-bench` (how
 //! fast an edit is) and `booking-chaos` (a seeded soak under every fault at once, judged
 //! from outside) live in `src/bin/`; this library holds what they share with each other
-//! and with the end-to-end tests, and the benchmark's change-feed watchers.
+//! and with the end-to-end tests, the benchmark's change-feed watchers and its soak figures.
 
 pub mod binaries;
 pub mod chaos;
 pub mod feed;
 pub mod local_pg;
+pub mod soak;

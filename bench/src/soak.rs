@@ -35,10 +35,22 @@ pub async fn tables(client: &tokio_postgres::Client) -> anyhow::Result<BTreeMap<
     Ok(figures)
 }
 
-/// Resident memory now (`VmRSS`) of each local booking-svc, assign-svc and notify-svc, in
-/// MiB, by name (the largest copy when several run).
+/// Resident memory now (`VmRSS`) of each local booking-svc, assign-svc and notify-svc
+/// started from the directory of this benchmark's own binary (as `booking-stack` starts
+/// them: copies run by others, from elsewhere, are left out), in MiB, by name (the largest
+/// copy when several run).
 pub fn rss_now() -> BTreeMap<String, f64> {
+    memory("VmRSS:")
+}
+
+/// The peak resident memory (`VmHWM`) of the same processes as [`rss_now`].
+pub fn rss_peak() -> BTreeMap<String, f64> {
+    memory("VmHWM:")
+}
+
+fn memory(field: &str) -> BTreeMap<String, f64> {
     let mut now = BTreeMap::new();
+    let here = std::env::current_exe().ok().and_then(|exe| exe.parent().map(|dir| dir.to_path_buf()));
     let Ok(entries) = std::fs::read_dir("/proc") else { return now };
     for entry in entries.flatten() {
         let path = entry.path();
@@ -47,10 +59,14 @@ pub fn rss_now() -> BTreeMap<String, f64> {
         if !matches!(name, "booking-svc" | "assign-svc" | "notify-svc") {
             continue;
         }
+        let dir = std::fs::read_link(path.join("exe")).ok().and_then(|exe| exe.parent().map(|d| d.to_path_buf()));
+        if here.is_some() && dir != here {
+            continue;
+        }
         let Ok(status) = std::fs::read_to_string(path.join("status")) else { continue };
         let kib = status
             .lines()
-            .find(|line| line.starts_with("VmRSS:"))
+            .find(|line| line.starts_with(field))
             .and_then(|line| line.split_whitespace().nth(1))
             .and_then(|v| v.parse::<f64>().ok())
             .unwrap_or(0.0);

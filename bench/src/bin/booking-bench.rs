@@ -305,9 +305,12 @@ async fn main() -> anyhow::Result<()> {
     let cpu_before = cpu_seconds_by_process();
     warn_about_other_copies(&cpu_before);
     let mut last = 0;
-    while started.elapsed() < args.duration {
+    loop {
         let now = started.elapsed().as_secs_f64();
-        if soak && now - interval_start >= args.report_every.as_secs_f64() {
+        let done = started.elapsed() >= args.duration;
+        // The last interval may be shorter (it is kept when it lasted a second at least).
+        let due = now - interval_start >= args.report_every.as_secs_f64() || (done && now - interval_start >= 1.0);
+        if soak && due {
             let latency = std::mem::replace(
                 &mut *window.lock().unwrap_or_else(|e| e.into_inner()),
                 Histogram::<u64>::new_from(&template),
@@ -331,6 +334,9 @@ async fn main() -> anyhow::Result<()> {
             eprintln!("booking-bench: interval {}", interval.json());
             (interval_start, interval_edits, interval_errors) = (now, edits, errors);
             intervals.push(interval);
+        }
+        if done {
+            break;
         }
         tokio::time::sleep(Duration::from_secs(1).min(args.duration.saturating_sub(started.elapsed()))).await;
         let edits = counters.edits.load(Ordering::Relaxed);
@@ -474,10 +480,11 @@ fn soak_report(
         println!("  last window's edits/s / first's: {ratio:.3} (target >= 0.9: {met})");
     }
     let mut rss = serde_json::Map::new();
+    let peaks = booking_tools::soak::rss_peak();
     if let (Some(first), Some(last)) = (intervals.get(per_window.saturating_sub(1)), intervals.last()) {
         for (name, at_first) in &first.rss_mib {
             let at_end = last.rss_mib.get(name).copied().unwrap_or(0.0);
-            let peak = intervals.iter().filter_map(|i| i.rss_mib.get(name)).fold(0.0_f64, |a, b| a.max(*b));
+            let peak = peaks.get(name).copied().unwrap_or(0.0);
             let change = if *at_first > 0.0 { at_end / at_first - 1.0 } else { 0.0 };
             let met = if change.abs() <= 0.10 { "met" } else { "not met" };
             println!(

@@ -267,3 +267,42 @@ async fn final_deliveries_are_kept_for_their_retention_then_purged() {
     assert_eq!(rows(&stack, "notify.deliveries", &kept).await, before);
     assert_eq!(rows(&stack, "notify.deliveries", &gone).await, 0);
 }
+
+#[test]
+fn every_retention_is_in_help_with_its_variable_and_default() {
+    use clap::CommandFactory;
+    let help = |mut command: clap::Command| command.render_long_help().to_string();
+    let booking = help(booking_svc::Settings::command());
+    for (variable, default) in [
+        ("IDEMPOTENCY_RETENTION_S", Some("604800")),
+        ("OUTBOX_RETENTION_S", Some("259200")),
+        ("REASSIGN_JOB_RETENTION_S", Some("259200")),
+        ("RELEASE_TASK_RETENTION_S", Some("259200")),
+        ("HISTORY_RETENTION_S", None),
+    ] {
+        assert!(booking.contains(&format!("env: {variable}")), "booking-svc --help misses {variable}:\n{booking}");
+        if let Some(default) = default {
+            assert!(booking.contains(&format!("[default: {default}]")), "{variable}'s default");
+        }
+    }
+    let assign = help(assign_svc::Settings::command());
+    for variable in ["ASSIGNMENT_RETENTION_S", "JOB_RETENTION_S"] {
+        assert!(assign.contains(&format!("env: {variable}")), "assign-svc --help misses {variable}:\n{assign}");
+    }
+    let notify = help(notify_svc::Settings::command());
+    assert!(notify.contains("env: DELIVERY_RETENTION_S") && notify.contains("[default: 2592000]"), "{notify}");
+    // And the README's settings tables list each of them.
+    let readme = std::fs::read_to_string(support::workspace_root().join("README.md")).expect("README.md");
+    for variable in [
+        "IDEMPOTENCY_RETENTION_S",
+        "OUTBOX_RETENTION_S",
+        "REASSIGN_JOB_RETENTION_S",
+        "RELEASE_TASK_RETENTION_S",
+        "HISTORY_RETENTION_S",
+        "ASSIGNMENT_RETENTION_S",
+        "JOB_RETENTION_S",
+        "DELIVERY_RETENTION_S",
+    ] {
+        assert!(readme.contains(&format!("`{variable}`")), "README.md misses {variable}");
+    }
+}

@@ -19,6 +19,7 @@ use platform::{
     db::Database,
     grpc::GrpcServer,
     proto::assign::v1::assign_service_server::AssignServiceServer,
+    purge::PurgeWorker,
     service::{ServiceParts, serve},
 };
 use tokio::net::TcpListener;
@@ -50,9 +51,14 @@ pub async fn run(settings: Settings, listener: TcpListener, shutdown: Cancellati
         concurrency: settings.reassign_concurrency,
         metrics,
     };
+    let purge = PurgeWorker::new(database.clone(), settings.retentions());
     let worker_shutdown = shutdown.clone();
     let workers = async move {
-        tokio::join!(hub.run(worker_shutdown.clone()), scheduler.run(worker_shutdown));
+        tokio::join!(
+            hub.run(worker_shutdown.clone()),
+            scheduler.run(worker_shutdown.clone()),
+            purge.run(worker_shutdown)
+        );
     };
     let parts = ServiceParts {
         name: "assign-svc",

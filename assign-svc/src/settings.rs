@@ -1,6 +1,7 @@
 //! assign-svc settings.
 //!
-//! The shared ones plus its listen address and the reassign scheduler's timing. Owns
+//! The shared ones plus its listen address, the reassign scheduler's timing and the
+//! tables' retentions. Owns
 //! parsing only; it must never hold runtime state.
 
 use clap::Parser;
@@ -37,6 +38,18 @@ pub struct Settings {
           default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=64))]
     pub reassign_concurrency: u32,
 
+    /// How long reservations and assignments are kept after their slot ended, in seconds;
+    /// then they are purged (a booking's with its finished job).
+    #[arg(long = "assignment-retention-s", env = "ASSIGNMENT_RETENTION_S", value_name = "ASSIGNMENT_RETENTION_S",
+          default_value_t = 259_200, value_parser = clap::value_parser!(u64).range(1..=315_360_000))]
+    pub assignment_retention_s: u64,
+
+    /// How long a finished reassign job (assigned, superseded, given up, cancelled,
+    /// released) is kept, in seconds, counted from when it finished.
+    #[arg(long = "job-retention-s", env = "JOB_RETENTION_S", value_name = "JOB_RETENTION_S",
+          default_value_t = 259_200, value_parser = clap::value_parser!(u64).range(1..=315_360_000))]
+    pub job_retention_s: u64,
+
     #[command(flatten)]
     pub common: CommonSettings,
 }
@@ -53,6 +66,19 @@ impl Settings {
     pub fn reassign_backoff(&self) -> Backoff {
         let base = Duration::from_millis(self.reassign_backoff_base_ms);
         Backoff::new(base, Duration::from_millis(self.reassign_backoff_cap_ms).max(base))
+    }
+
+    /// How long each table's rows are kept, with their purges.
+    pub fn retentions(&self) -> Vec<platform::purge::Retention> {
+        use crate::store::lifecycle;
+        use platform::purge::Retention;
+        let (slots, jobs) =
+            (Duration::from_secs(self.assignment_retention_s), Duration::from_secs(self.job_retention_s));
+        vec![
+            Retention { purge: &lifecycle::RESERVATIONS, keep: slots, what: "reservations of ended slots" },
+            Retention { purge: &lifecycle::ASSIGNMENTS, keep: slots, what: "assignments of ended slots" },
+            Retention { purge: &lifecycle::JOBS, keep: jobs, what: "finished reassign jobs" },
+        ]
     }
 
     /// Lease of a claimed reassign job.

@@ -21,6 +21,7 @@ pub struct LocalCluster {
     port: u16,
     run_as: Option<String>,
     running: bool,
+    durable: bool,
 }
 
 impl LocalCluster {
@@ -28,6 +29,16 @@ impl LocalCluster {
     /// free one), listening on 127.0.0.1 only, trust authentication for user `postgres`.
     /// As root, the server runs as the `postgres` system user (PostgreSQL refuses root).
     pub fn start(port: u16) -> anyhow::Result<Self> {
+        Self::start_as(port, false)
+    }
+
+    /// Like [`LocalCluster::start`], configured as in production instead of for speed:
+    /// fsync, synchronous commit and full-page writes on, autovacuum on (for soak runs).
+    pub fn start_durable(port: u16) -> anyhow::Result<Self> {
+        Self::start_as(port, true)
+    }
+
+    fn start_as(port: u16, durable: bool) -> anyhow::Result<Self> {
         let bin_dir = find_bin_dir()?;
         let port = if port == 0 { free_port()? } else { port };
         let base = std::env::temp_dir().join(format!("booking-pg-{}-{port}", std::process::id()));
@@ -37,7 +48,7 @@ impl LocalCluster {
         if let Some(user) = &run_as {
             chown(&base, user)?;
         }
-        let mut cluster = Self { bin_dir, data_dir, port, run_as, running: false };
+        let mut cluster = Self { bin_dir, data_dir, port, run_as, running: false, durable };
         let data = cluster.data_dir.to_string_lossy().into_owned();
         cluster.run("initdb", &["-D", &data, "-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-sync"])?;
         cluster.start_server()?;
@@ -58,10 +69,12 @@ impl LocalCluster {
     pub fn start_server(&mut self) -> anyhow::Result<()> {
         let data = self.data_dir.to_string_lossy().into_owned();
         let log = self.data_dir.parent().unwrap_or(&self.data_dir).join("server.log").to_string_lossy().into_owned();
-        let options = format!(
-            "-p {} -c listen_addresses=127.0.0.1 -k {} -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=200",
-            self.port, data
-        );
+        let speed = match self.durable {
+            true => "-c fsync=on -c synchronous_commit=on -c full_page_writes=on -c autovacuum=on",
+            false => "-c fsync=off -c synchronous_commit=off -c full_page_writes=off",
+        };
+        let options =
+            format!("-p {} -c listen_addresses=127.0.0.1 -k {} {speed} -c max_connections=200", self.port, data);
         self.run("pg_ctl", &["-D", &data, "-l", &log, "-o", &options, "-w", "-t", "30", "start"])?;
         self.running = true;
         self.wait_ready(Duration::from_secs(30))

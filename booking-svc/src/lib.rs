@@ -2,7 +2,7 @@
 //!
 //! The binary and the tests start exactly the same thing on a given listener. It wires the
 //! API, the flows, the change feed and the four workers (outbox, reassign dispatcher,
-//! release, key purge); it holds no rule itself.
+//! release, purge of rows past their retention); it holds no rule itself.
 
 mod api;
 pub mod crash;
@@ -108,14 +108,9 @@ pub async fn run(settings: Settings, listener: TcpListener, shutdown: Cancellati
         crash,
     );
 
-    // A key answers its first result for its retention; a request repeating a purged key
-    // is a new request.
-    let purge = PurgeWorker::new(
-        database.clone(),
-        &store::idempotency::PURGE,
-        settings.idempotency_retention(),
-        "idempotency keys",
-    );
+    // A key answers its first result for its retention (a request repeating a purged key
+    // is a new request); finished queue rows and, if set, ended bookings go after theirs.
+    let purge = PurgeWorker::new(database.clone(), settings.retentions());
 
     let feed = Arc::new(feed::Feed::new(
         database.clone(),

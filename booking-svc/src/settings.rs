@@ -1,8 +1,8 @@
 //! booking-svc's settings.
 //!
 //! The shared ones plus its listen address, its peers (and how often their names are
-//! resolved), the inline-assignment switch, the workers' timings and the change feed's
-//! buffer.
+//! resolved), the inline-assignment switch, the workers' timings, the change feed's
+//! buffer and the tables' retentions.
 
 use clap::Parser;
 use platform::settings::{CommonSettings, parse_bool, parse_http_url};
@@ -50,6 +50,29 @@ pub struct Settings {
     #[arg(long = "idempotency-retention-s", env = "IDEMPOTENCY_RETENTION_S", value_name = "IDEMPOTENCY_RETENTION_S", default_value_t = 604_800,
           value_parser = clap::value_parser!(u64).range(1..=315_360_000))]
     pub idempotency_retention_s: u64,
+
+    /// How long a finished email (sent, dropped or failed) stays in the outbox for
+    /// debugging, in seconds, counted from when it finished; then it is purged.
+    #[arg(long = "outbox-retention-s", env = "OUTBOX_RETENTION_S", value_name = "OUTBOX_RETENTION_S", default_value_t = 259_200,
+          value_parser = clap::value_parser!(u64).range(1..=315_360_000))]
+    pub outbox_retention_s: u64,
+
+    /// How long a closed reassign job is kept, in seconds, counted from when it closed.
+    #[arg(long = "reassign-job-retention-s", env = "REASSIGN_JOB_RETENTION_S", value_name = "REASSIGN_JOB_RETENTION_S",
+          default_value_t = 259_200, value_parser = clap::value_parser!(u64).range(1..=315_360_000))]
+    pub reassign_job_retention_s: u64,
+
+    /// How long a finished release task is kept, in seconds, counted from when it finished.
+    #[arg(long = "release-task-retention-s", env = "RELEASE_TASK_RETENTION_S", value_name = "RELEASE_TASK_RETENTION_S",
+          default_value_t = 259_200, value_parser = clap::value_parser!(u64).range(1..=315_360_000))]
+    pub release_task_retention_s: u64,
+
+    /// How long a booking is kept after its slot ended, in seconds; then it is removed
+    /// with its history (the audit log), its finished emails, jobs and release task, and
+    /// its changes. Unset: bookings and their history are kept forever.
+    #[arg(long = "history-retention-s", env = "HISTORY_RETENTION_S", value_name = "HISTORY_RETENTION_S",
+          value_parser = clap::value_parser!(u64).range(1..=3_153_600_000))]
+    pub history_retention_s: Option<u64>,
 
     /// Longest wait for the inline assignment, in milliseconds.
     #[arg(long = "inline-assign-timeout-ms", env = "INLINE_ASSIGN_TIMEOUT_MS", value_name = "INLINE_ASSIGN_TIMEOUT_MS", default_value_t = 800,
@@ -132,6 +155,35 @@ impl Settings {
     /// How long an idempotency key answers its first result.
     pub fn idempotency_retention(&self) -> Duration {
         Duration::from_secs(self.idempotency_retention_s)
+    }
+
+    /// How long each table's rows are kept, with their purges.
+    pub fn retentions(&self) -> Vec<platform::purge::Retention> {
+        use crate::store::{idempotency, lifecycle};
+        use platform::purge::Retention;
+        let secs = Duration::from_secs;
+        let mut tables = vec![
+            Retention { purge: &idempotency::PURGE, keep: self.idempotency_retention(), what: "idempotency keys" },
+            Retention { purge: &lifecycle::OUTBOX, keep: secs(self.outbox_retention_s), what: "finished emails" },
+            Retention {
+                purge: &lifecycle::REASSIGN_JOBS,
+                keep: secs(self.reassign_job_retention_s),
+                what: "closed reassign jobs",
+            },
+            Retention {
+                purge: &lifecycle::RELEASE_TASKS,
+                keep: secs(self.release_task_retention_s),
+                what: "finished release tasks",
+            },
+        ];
+        if let Some(keep) = self.history_retention_s {
+            tables.push(Retention {
+                purge: &lifecycle::BOOKINGS,
+                keep: secs(keep),
+                what: "ended bookings with their history",
+            });
+        }
+        tables
     }
 
     /// Longest wait for the inline assignment.

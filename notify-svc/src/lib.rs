@@ -78,13 +78,19 @@ pub async fn run(settings: Settings, listener: TcpListener, shutdown: Cancellati
             poll: Duration::from_millis(settings.worker_poll_ms),
         },
     );
+    let purge = platform::purge::PurgeWorker::new(database.clone(), settings.retentions());
     let workers = {
         let database = database.clone();
         let shutdown = shutdown.clone();
         async move {
             let wake = database.listen(store::CHANNEL, shutdown.clone());
-            worker.run(wake, shutdown).await;
-            sender.idle().await;
+            tokio::join!(
+                async {
+                    worker.run(wake, shutdown.clone()).await;
+                    sender.idle().await;
+                },
+                purge.run(shutdown.clone()),
+            );
         }
     };
     let parts = ServiceParts {

@@ -8,7 +8,7 @@
 
 use clap::Parser;
 use platform::settings::CommonSettings;
-use std::{net::SocketAddr, path::PathBuf};
+use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
 /// Flags and environment of `notify-svc`.
 #[derive(Clone, Debug, Parser)]
@@ -85,6 +85,14 @@ pub struct Settings {
           value_parser = clap::value_parser!(u64).range(10..=3_600_000))]
     pub worker_poll_ms: u64,
 
+    /// How long a final delivery (sent, suppressed, failed) stays in the ledger, in
+    /// seconds, counted from its first SendOnce; then it is purged, and a SendOnce for its
+    /// key is a new one. Keep it well past the longest time booking-svc may still repeat a
+    /// SendOnce (see docs/architecture.md).
+    #[arg(long = "delivery-retention-s", env = "DELIVERY_RETENTION_S", value_name = "DELIVERY_RETENTION_S",
+          default_value_t = 2_592_000, value_parser = clap::value_parser!(u64).range(1..=3_153_600_000))]
+    pub delivery_retention_s: u64,
+
     #[command(flatten)]
     pub common: CommonSettings,
 }
@@ -95,6 +103,15 @@ impl Settings {
         let mut settings = Self::parse_from(["notify-svc"]);
         settings.common = CommonSettings::with_database_url(database_url);
         settings
+    }
+
+    /// How long each table's rows are kept, with their purges.
+    pub fn retentions(&self) -> Vec<platform::purge::Retention> {
+        vec![platform::purge::Retention {
+            purge: &crate::store::PURGE,
+            keep: Duration::from_secs(self.delivery_retention_s),
+            what: "final deliveries",
+        }]
     }
 }
 

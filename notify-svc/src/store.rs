@@ -14,10 +14,25 @@ use crate::{
     error::Error,
 };
 use deadpool_postgres::Client;
-use platform::queue::{LeasedQueue, QueueTable, qualified};
+use platform::{
+    purge::{Purge, PurgeTable},
+    queue::{LeasedQueue, QueueTable, qualified},
+};
 use std::{sync::LazyLock, time::Duration};
 use tokio_postgres::Row;
 use uuid::Uuid;
+
+/// Deletes final deliveries past their retention, counted from the first SendOnce of
+/// their key ([`platform::purge`]); a SendOnce for a purged key is a new one.
+pub static PURGE: LazyLock<Purge> = LazyLock::new(|| {
+    Purge::new(PurgeTable {
+        table: "notify.deliveries",
+        key: &["booking_id", "kind", "version"],
+        age: "requested_at",
+        finished: Some("state <> 'QUEUED'"),
+        with: &[],
+    })
+});
 
 /// The PostgreSQL channel a `NOTIFY` goes to when a delivery waits for a retry.
 pub const CHANNEL: &str = "notify_deliveries";

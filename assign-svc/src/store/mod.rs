@@ -5,6 +5,7 @@
 
 pub mod bookings;
 pub mod jobs;
+pub mod lifecycle;
 pub mod locks;
 pub mod notify;
 pub mod plans;

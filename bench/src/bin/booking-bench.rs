@@ -9,6 +9,11 @@
 //! service, of PostgreSQL and of the benchmark itself (where the machine goes). With
 //! `--watchers N`, N change-feed watchers read along and the lag of each change is
 //! reported. With `--json` the last line is one JSON object with those figures.
+//!
+//! A run longer than `--report-every` (a soak: `--duration 30m`) also prints a line per
+//! interval (edits/s, p50/p99, each service's resident memory and, with `--database-url`,
+//! the rows of every table), each table's rows and size at the start and the end, and the
+//! edits/s and p99 per 5-minute window with the targets of a steady state.
 
 use clap::Parser;
 use hdrhistogram::Histogram;
@@ -71,6 +76,13 @@ struct Args {
     /// folder (its CA and the staff client certificate); unset: plain text.
     #[arg(long)]
     cert_dir: Option<std::path::PathBuf>,
+    /// Interval of the running figures of a run longer than it (a soak).
+    #[arg(long, default_value = "1m", value_parser = humantime::parse_duration)]
+    report_every: Duration,
+    /// The stack's PostgreSQL (with the three services' schemas): each table's rows and
+    /// size at the start and the end, and the rows with each running figure.
+    #[arg(long)]
+    database_url: Option<String>,
 }
 
 /// One client's bookings and what it last saw of them.
@@ -157,6 +169,8 @@ async fn main() -> anyhow::Result<()> {
     // Latencies in microseconds, 1 µs to 60 s, 3 significant digits.
     let template = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?;
     let histogram = Arc::new(Mutex::new(Histogram::<u64>::new_from(&template)));
+    // The latencies of the current report interval.
+    let window = Arc::new(Mutex::new(Histogram::<u64>::new_from(&template)));
     // The inline Assign's share of each edit (what booking-svc reports it waited for).
     let inline_histogram = Arc::new(Mutex::new(Histogram::<u64>::new_from(&template)));
     let errors_by_code = Arc::new(Mutex::new(BTreeMap::<String, u64>::new()));
@@ -170,6 +184,7 @@ async fn main() -> anyhow::Result<()> {
         let mut client = booking.clone();
         let counters = counters.clone();
         let histogram = histogram.clone();
+        let window = window.clone();
         let inline_histogram = inline_histogram.clone();
         let template = template.clone();
         let errors_by_code = errors_by_code.clone();
@@ -235,6 +250,10 @@ async fn main() -> anyhow::Result<()> {
                         tracked.party = new_party;
                         if counted {
                             let _ = local.record(elapsed.as_micros().max(1) as u64);
+                            let _ = window
+                                .lock()
+                                .unwrap_or_else(|e| e.into_inner())
+                                .record(elapsed.as_micros().max(1) as u64);
                             let inline = response
                                 .inline_attempt
                                 .as_ref()
@@ -272,13 +291,65 @@ async fn main() -> anyhow::Result<()> {
         }));
     }
 
+    let soak = args.duration > args.report_every;
+    let database = match (&args.database_url, soak) {
+        (Some(url), true) => {
+            let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls).await?;
+            tokio::spawn(connection);
+            Some(client)
+        }
+        _ => None,
+    };
+    let tables_at_start = match &database {
+        Some(client) => Some(booking_tools::soak::tables(client).await?),
+        None => None,
+    };
+    let rows_of = |tables: &BTreeMap<String, booking_tools::soak::TableFigures>| -> BTreeMap<String, i64> {
+        tables.iter().map(|(name, figures)| (name.clone(), figures.rows)).collect()
+    };
+    let mut intervals: Vec<booking_tools::soak::Interval> = Vec::new();
+    let (mut interval_start, mut interval_edits, mut interval_errors) = (0.0, 0, 0);
+
     tokio::time::sleep(Duration::from_millis(300)).await;
     measuring.store(true, Ordering::Relaxed);
     let started = Instant::now();
+    window.lock().unwrap_or_else(|e| e.into_inner()).reset();
     let cpu_before = cpu_seconds_by_process();
     warn_about_other_copies(&cpu_before);
     let mut last = 0;
-    while started.elapsed() < args.duration {
+    loop {
+        let now = started.elapsed().as_secs_f64();
+        let done = started.elapsed() >= args.duration;
+        // The last interval may be shorter (it is kept when it lasted a second at least).
+        let due = now - interval_start >= args.report_every.as_secs_f64() || (done && now - interval_start >= 1.0);
+        if soak && due {
+            let latency = std::mem::replace(
+                &mut *window.lock().unwrap_or_else(|e| e.into_inner()),
+                Histogram::<u64>::new_from(&template),
+            );
+            let (edits, errors) = (counters.edits.load(Ordering::Relaxed), counters.errors.load(Ordering::Relaxed));
+            let rows = match &database {
+                Some(client) => rows_of(&booking_tools::soak::tables(client).await?),
+                None => BTreeMap::new(),
+            };
+            let interval = booking_tools::soak::Interval {
+                at_s: now,
+                seconds: now - interval_start,
+                edits: edits - interval_edits,
+                errors: errors - interval_errors,
+                latency,
+                rss_mib: booking_tools::soak::rss_now(),
+                rows,
+                load: booking_tools::soak::load_average(),
+            };
+            eprintln!();
+            eprintln!("booking-bench: interval {}", interval.json());
+            (interval_start, interval_edits, interval_errors) = (now, edits, errors);
+            intervals.push(interval);
+        }
+        if done {
+            break;
+        }
         tokio::time::sleep(Duration::from_secs(1).min(args.duration.saturating_sub(started.elapsed()))).await;
         let edits = counters.edits.load(Ordering::Relaxed);
         eprint!(
@@ -301,6 +372,10 @@ async fn main() -> anyhow::Result<()> {
     }
     let feed = watchers.finish().await;
     eprintln!();
+    let tables_at_end = match &database {
+        Some(client) => Some(booking_tools::soak::tables(client).await?),
+        None => None,
+    };
 
     let histogram = histogram.lock().unwrap_or_else(|e| e.into_inner()).clone();
     let ms = |q: f64| histogram.value_at_quantile(q) as f64 / 1000.0;
@@ -381,10 +456,85 @@ async fn main() -> anyhow::Result<()> {
             cores as f64 * 1000.0 / total
         );
     }
+    let mut summary = summary;
+    if soak {
+        let soak = soak_report(&args, &intervals, tables_at_start.as_ref(), tables_at_end.as_ref());
+        summary["soak"] = soak;
+    }
     if args.json {
         println!("{summary}");
     }
     Ok(())
+}
+
+/// Prints a soak's figures (per 5-minute window, the tables at the start and the end, the
+/// services' memory) and the steady state's targets; returns them as JSON.
+fn soak_report(
+    args: &Args,
+    intervals: &[booking_tools::soak::Interval],
+    start: Option<&BTreeMap<String, booking_tools::soak::TableFigures>>,
+    end: Option<&BTreeMap<String, booking_tools::soak::TableFigures>>,
+) -> serde_json::Value {
+    let per_window = (300.0 / args.report_every.as_secs_f64().max(1.0)).round().max(1.0) as usize;
+    let windows = booking_tools::soak::windows(intervals, per_window);
+    println!("soak           {} intervals of {:?}", intervals.len(), args.report_every);
+    for (edits_per_sec, p99, end) in &windows {
+        println!("  window to {:>6.0}s  {:>7.1} edits/s  p99 {:>7.2} ms", end, edits_per_sec, p99);
+    }
+    // The last window may be short; the targets compare whole windows.
+    let whole: Vec<_> = windows.iter().take(intervals.len() / per_window).collect();
+    let ratio = match (whole.first(), whole.last()) {
+        (Some(first), Some(last)) if whole.len() > 1 && first.0 > 0.0 => Some(last.0 / first.0),
+        _ => None,
+    };
+    if let Some(ratio) = ratio {
+        let met = if ratio >= 0.9 { "met" } else { "not met" };
+        println!("  last window's edits/s / first's: {ratio:.3} (target >= 0.9: {met})");
+    }
+    let mut rss = serde_json::Map::new();
+    let peaks = booking_tools::soak::rss_peak();
+    if let (Some(first), Some(last)) = (intervals.get(per_window.saturating_sub(1)), intervals.last()) {
+        for (name, at_first) in &first.rss_mib {
+            let at_end = last.rss_mib.get(name).copied().unwrap_or(0.0);
+            let peak = peaks.get(name).copied().unwrap_or(0.0);
+            let change = if *at_first > 0.0 { at_end / at_first - 1.0 } else { 0.0 };
+            let met = if change.abs() <= 0.10 { "met" } else { "not met" };
+            println!(
+                "  RSS {name:<11} {at_first:.1} MiB after the first window, {at_end:.1} MiB at the end ({:+.1} %, target within 10 %: {met}), peak {peak:.1} MiB",
+                change * 100.0
+            );
+            rss.insert(
+                name.clone(),
+                serde_json::json!({ "after_first_window": at_first, "end": at_end, "peak": peak }),
+            );
+        }
+    }
+    let mut tables = serde_json::Map::new();
+    if let (Some(start), Some(end)) = (start, end) {
+        println!("  {:<28} {:>10} {:>10} {:>10} {:>10}", "table", "rows start", "rows end", "MiB start", "MiB end");
+        for (name, at_end) in end {
+            let at_start = start.get(name).cloned().unwrap_or(booking_tools::soak::TableFigures { rows: 0, bytes: 0 });
+            let mib = |bytes: i64| bytes as f64 / 1_048_576.0;
+            println!(
+                "  {name:<28} {:>10} {:>10} {:>10.2} {:>10.2}",
+                at_start.rows,
+                at_end.rows,
+                mib(at_start.bytes),
+                mib(at_end.bytes)
+            );
+            tables.insert(
+                name.clone(),
+                serde_json::json!({ "rows": [at_start.rows, at_end.rows], "bytes": [at_start.bytes, at_end.bytes] }),
+            );
+        }
+    }
+    serde_json::json!({
+        "intervals": intervals.iter().map(|i| i.json()).collect::<Vec<_>>(),
+        "windows": windows.iter().map(|(e, p, end)| serde_json::json!({ "end_s": end, "edits_per_sec": e, "p99_ms": p })).collect::<Vec<_>>(),
+        "last_to_first_edits_ratio": ratio,
+        "rss_mib": rss,
+        "tables": tables,
+    })
 }
 
 /// `--rate`: a positive number of edits per second.

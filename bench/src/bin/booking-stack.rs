@@ -70,6 +70,10 @@ struct Args {
     /// SPIFFE trust domain of the services' certificates.
     #[arg(long, env = "TRUST_DOMAIN", default_value = DEFAULT_TRUST_DOMAIN)]
     trust_domain: String,
+    /// Always start a private cluster, configured as in production (fsync, synchronous
+    /// commit, full-page writes and autovacuum on), whether DATABASE_URL answers or not.
+    #[arg(long)]
+    durable_private_pg: bool,
 }
 
 /// The certificates of the secure stack and what its own clients use.
@@ -114,7 +118,11 @@ async fn main() -> ExitCode {
 
 async fn run(args: Args) -> anyhow::Result<()> {
     let bin_dir = ensure_binaries("booking-stack")?;
-    let (database_url, cluster) = if database_answers(&args.database_url).await {
+    let (database_url, cluster) = if args.durable_private_pg {
+        let cluster = tokio::task::spawn_blocking(|| LocalCluster::start_durable(0)).await??;
+        say(&format!("private PostgreSQL, fsync and autovacuum on, at {} (deleted on exit)", cluster.url()));
+        (cluster.url(), Some(cluster))
+    } else if database_answers(&args.database_url).await {
         say(&format!("using PostgreSQL at {}", redact(&args.database_url)));
         (args.database_url.clone(), None)
     } else {

@@ -15,7 +15,13 @@ use uuid::Uuid;
 /// Deletes keys past their retention, oldest first ([`platform::purge`]); a key ends its
 /// life when its retention has passed since it was first used.
 pub static PURGE: LazyLock<Purge> = LazyLock::new(|| {
-    Purge::new(PurgeTable { table: "booking.idempotency", key: &["rpc", "key"], age: "created_at", finished: None })
+    Purge::new(PurgeTable {
+        table: "booking.idempotency",
+        key: &["rpc", "key"],
+        age: "created_at",
+        finished: None,
+        with: &[],
+    })
 });
 
 /// What an idempotency key already stands for.

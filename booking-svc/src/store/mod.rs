@@ -13,6 +13,7 @@ pub mod changes;
 pub mod history;
 pub mod idempotency;
 pub mod jobs;
+pub mod lifecycle;
 pub mod outbox;
 pub mod releases;
 pub mod restaurants;

@@ -59,9 +59,12 @@ psql -qX -c "CHECKPOINT" >/dev/null
 # start_stack off|on: the release stack in plain text on BENCH_DB, or with mutual TLS on
 # TLS_DB (certificates made anew in $mail/certs at each start).
 start_stack() {
-    local log="$mail/stack.log" flags=(--insecure) db=$BENCH_DB
-    [[ $1 == on ]] && flags=(--cert-dir "$mail/certs") && db=$TLS_DB
-    RUST_LOG=warn "$BIN/booking-stack" --no-demo --mail-dir "$mail" "${flags[@]}" \
+    local log="$mail/stack.log" flags=(--insecure) db=$BENCH_DB policy=
+    # With mutual TLS the benchmark's clients present the stack's `staff` certificate, which
+    # bench-policy.json lists as a client that books and puts floor plans (as an operator
+    # lists a booking front end): every call goes through the access check.
+    [[ $1 == on ]] && flags=(--cert-dir "$mail/certs") && db=$TLS_DB && policy=$PWD/bench/bench-policy.json
+    env ${policy:+AUTHZ_POLICY=$policy} RUST_LOG=warn "$BIN/booking-stack" --no-demo --mail-dir "$mail" "${flags[@]}" \
         --database-url "postgres://$PGUSER@$PGHOST:$PGPORT/$db" >"$log" 2>&1 &
     stack=$!
     # booking-stack prints its guide once all three services answer health checks.

@@ -50,13 +50,32 @@ pub async fn serving(url: &str) -> bool {
 
 /// [`serving`] over TLS with `tls` when given.
 pub async fn serving_with(url: &str, tls: Option<&ClientTls>) -> bool {
+    reports_serving(url, tls, "").await
+}
+
+/// Whether the server at `url` reports the gRPC service `service` (for example
+/// `booking.v1.BookingService`) as `SERVING` within 2 s: unlike [`serving`], a different
+/// service that happens to listen on the same port does not pass.
+pub async fn serves(url: &str, service: &str) -> bool {
+    reports_serving(url, None, service).await
+}
+
+async fn reports_serving(url: &str, tls: Option<&ClientTls>, service: &str) -> bool {
     let check = async {
         let channel = platform::grpc::secure_endpoint(url, tls)?.connect().await?;
-        let status =
-            HealthClient::new(channel).check(HealthCheckRequest { service: String::new() }).await?.into_inner().status;
+        let request = HealthCheckRequest { service: service.to_string() };
+        let status = HealthClient::new(channel).check(request).await?.into_inner().status;
         anyhow::Ok(status == ServingStatus::Serving as i32)
     };
     matches!(tokio::time::timeout(Duration::from_secs(2), check).await, Ok(Ok(true)))
+}
+
+/// `count` distinct free loopback ports. All are held open together while they are
+/// chosen, so the kernel cannot hand out the same port twice (releasing each before
+/// asking for the next can); another process may still take one before it is used.
+pub fn free_ports(count: usize) -> std::io::Result<Vec<u16>> {
+    let held = (0..count).map(|_| std::net::TcpListener::bind("127.0.0.1:0")).collect::<Result<Vec<_>, _>>()?;
+    held.iter().map(|listener| Ok(listener.local_addr()?.port())).collect()
 }
 
 /// Waits until the server at `url` reports `SERVING` (over TLS with `tls` when given), at

@@ -40,7 +40,7 @@ impl LocalCluster {
 
     fn start_as(port: u16, durable: bool) -> anyhow::Result<Self> {
         let bin_dir = find_bin_dir()?;
-        let port = if port == 0 { free_port()? } else { port };
+        let port = if port == 0 { crate::binaries::free_ports(1)?[0] } else { port };
         let base = std::env::temp_dir().join(format!("booking-pg-{}-{port}", std::process::id()));
         let data_dir = base.join("data");
         std::fs::create_dir_all(&base)?;
@@ -179,10 +179,6 @@ fn find_bin_dir() -> anyhow::Result<PathBuf> {
         }
     }
     bail!("no local PostgreSQL binaries found (install PostgreSQL or set PG_BIN_DIR)")
-}
-
-fn free_port() -> anyhow::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
 fn is_root() -> bool {

@@ -36,11 +36,22 @@ where
 }
 
 /// A free loopback port (bound then released; another process could take it, rarely).
+/// Never the same port twice in one test process: the kernel may hand a released port
+/// out again at once, and two services of one test would then race for it.
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free loopback port")
+    static HANDED_OUT: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    let mut handed_out = HANDED_OUT.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    // Held until a new port comes up, so that the kernel cannot repeat one of them.
+    let mut held = Vec::new();
+    loop {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a free loopback port");
+        let port = listener.local_addr().expect("a bound address").port();
+        if !handed_out.contains(&port) {
+            handed_out.push(port);
+            return port;
+        }
+        held.push(listener);
+    }
 }
 
 /// The workspace root (where Cargo.toml is).

@@ -83,6 +83,15 @@ impl Replica {
         self.name.starts_with("notify")
     }
 
+    /// The gRPC service it serves, as its health check names it.
+    fn grpc_service(&self) -> &'static str {
+        match self.name.split('-').next() {
+            Some("booking") => "booking.v1.BookingService",
+            Some("assign") => "assign.v1.AssignService",
+            _ => "notify.v1.NotifyService",
+        }
+    }
+
     /// The running process's id.
     pub fn pid(&self) -> Option<u32> {
         self.child.as_ref().and_then(Child::id)
@@ -105,7 +114,8 @@ impl Replica {
                 if child.try_wait()?.is_some() {
                     break;
                 }
-                if crate::binaries::serving(&self.url()).await && child.try_wait()?.is_none() {
+                // Its own service, so that another replica on a reused port cannot pass.
+                if crate::binaries::serves(&self.url(), self.grpc_service()).await && child.try_wait()?.is_none() {
                     self.child = Some(child);
                     return Ok(());
                 }
@@ -244,9 +254,10 @@ impl Stack {
     /// Starts the sink and the six replicas on `database` (binaries from `bin_dir`, logs
     /// in `run_dir`) and waits until all serve.
     pub async fn start(bin_dir: &Path, database: Database, run_dir: &Path) -> anyhow::Result<Self> {
-        let mut sink = Sink::new(run_dir, free_port()?)?;
+        // Seven distinct ports: the sink's and the six replicas'.
+        let ports = crate::binaries::free_ports(7)?;
+        let mut sink = Sink::new(run_dir, ports[6])?;
         sink.start().await?;
-        let ports: Vec<u16> = (0..6).map(|_| free_port()).collect::<Result<_, _>>()?;
         let url = |i: usize| format!("http://127.0.0.1:{}", ports[i]);
         let mut replicas = Vec::new();
         for (i, (service, side)) in
@@ -298,8 +309,4 @@ impl Stack {
         self.sink.lock().await.kill().await;
         self.database.drop_now().await
     }
-}
-
-fn free_port() -> std::io::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }

@@ -14,3 +14,4 @@ pub mod local_pg;
 pub mod pki;
 pub mod soak;
 pub mod token;
+pub mod usage;

@@ -1,8 +1,9 @@
 //! What a long run of `booking-bench` (a soak) reports beside the edits: each table's rows
-//! and size, the services' resident memory, and the figures per window of the run.
+//! and size, the services' resident memory, and the figures per window of the run, printed
+//! with the targets of a steady state.
 
 use hdrhistogram::Histogram;
-use std::collections::BTreeMap;
+use std::{collections::BTreeMap, time::Duration};
 
 /// The schemas of the three services.
 const SCHEMAS: [&str; 3] = ["booking", "assign", "notify"];
@@ -33,50 +34,6 @@ pub async fn tables(client: &tokio_postgres::Client) -> anyhow::Result<BTreeMap<
         figures.insert(name, TableFigures { rows, bytes });
     }
     Ok(figures)
-}
-
-/// Resident memory now (`VmRSS`) of each local booking-svc, assign-svc and notify-svc
-/// started from the directory of this benchmark's own binary (as `booking-stack` starts
-/// them: copies run by others, from elsewhere, are left out), in MiB, by name (the largest
-/// copy when several run).
-pub fn rss_now() -> BTreeMap<String, f64> {
-    memory("VmRSS:")
-}
-
-/// The peak resident memory (`VmHWM`) of the same processes as [`rss_now`].
-pub fn rss_peak() -> BTreeMap<String, f64> {
-    memory("VmHWM:")
-}
-
-fn memory(field: &str) -> BTreeMap<String, f64> {
-    let mut now = BTreeMap::new();
-    let here = std::env::current_exe().ok().and_then(|exe| exe.parent().map(|dir| dir.to_path_buf()));
-    let Ok(entries) = std::fs::read_dir("/proc") else { return now };
-    for entry in entries.flatten() {
-        let path = entry.path();
-        let Ok(comm) = std::fs::read_to_string(path.join("comm")) else { continue };
-        let name = comm.trim();
-        if !matches!(name, "booking-svc" | "assign-svc" | "notify-svc") {
-            continue;
-        }
-        let dir = std::fs::read_link(path.join("exe")).ok().and_then(|exe| exe.parent().map(|d| d.to_path_buf()));
-        if here.is_some() && dir != here {
-            continue;
-        }
-        let Ok(status) = std::fs::read_to_string(path.join("status")) else { continue };
-        let kib = status
-            .lines()
-            .find(|line| line.starts_with(field))
-            .and_then(|line| line.split_whitespace().nth(1))
-            .and_then(|v| v.parse::<f64>().ok())
-            .unwrap_or(0.0);
-        let mib = (kib / 1024.0 * 10.0).round() / 10.0;
-        let entry = now.entry(name.to_string()).or_insert(0.0);
-        if mib > *entry {
-            *entry = mib;
-        }
-    }
-    now
 }
 
 /// The one-minute load average of the machine (other work on it shows here).
@@ -136,6 +93,76 @@ pub fn windows(intervals: &[Interval], per: usize) -> Vec<(f64, f64, f64)> {
 
 fn round(value: f64) -> f64 {
     (value * 100.0).round() / 100.0
+}
+
+/// Prints a soak's figures (per 5-minute window, the tables at the start and the end, the
+/// services' memory) and the steady state's targets; returns them as JSON.
+pub fn report(
+    report_every: Duration,
+    intervals: &[Interval],
+    start: Option<&BTreeMap<String, TableFigures>>,
+    end: Option<&BTreeMap<String, TableFigures>>,
+) -> serde_json::Value {
+    let per_window = (300.0 / report_every.as_secs_f64().max(1.0)).round().max(1.0) as usize;
+    let windows = windows(intervals, per_window);
+    println!("soak           {} intervals of {:?}", intervals.len(), report_every);
+    for (edits_per_sec, p99, end) in &windows {
+        println!("  window to {:>6.0}s  {:>7.1} edits/s  p99 {:>7.2} ms", end, edits_per_sec, p99);
+    }
+    // The last window may be short; the targets compare whole windows.
+    let whole: Vec<_> = windows.iter().take(intervals.len() / per_window).collect();
+    let ratio = match (whole.first(), whole.last()) {
+        (Some(first), Some(last)) if whole.len() > 1 && first.0 > 0.0 => Some(last.0 / first.0),
+        _ => None,
+    };
+    if let Some(ratio) = ratio {
+        let met = if ratio >= 0.9 { "met" } else { "not met" };
+        println!("  last window's edits/s / first's: {ratio:.3} (target >= 0.9: {met})");
+    }
+    let mut rss = serde_json::Map::new();
+    let peaks = crate::usage::rss_peak();
+    if let (Some(first), Some(last)) = (intervals.get(per_window.saturating_sub(1)), intervals.last()) {
+        for (name, at_first) in &first.rss_mib {
+            let at_end = last.rss_mib.get(name).copied().unwrap_or(0.0);
+            let peak = peaks.get(name).copied().unwrap_or(0.0);
+            let change = if *at_first > 0.0 { at_end / at_first - 1.0 } else { 0.0 };
+            let met = if change.abs() <= 0.10 { "met" } else { "not met" };
+            println!(
+                "  RSS {name:<11} {at_first:.1} MiB after the first window, {at_end:.1} MiB at the end ({:+.1} %, target within 10 %: {met}), peak {peak:.1} MiB",
+                change * 100.0
+            );
+            rss.insert(
+                name.clone(),
+                serde_json::json!({ "after_first_window": at_first, "end": at_end, "peak": peak }),
+            );
+        }
+    }
+    let mut tables = serde_json::Map::new();
+    if let (Some(start), Some(end)) = (start, end) {
+        println!("  {:<28} {:>10} {:>10} {:>10} {:>10}", "table", "rows start", "rows end", "MiB start", "MiB end");
+        for (name, at_end) in end {
+            let at_start = start.get(name).cloned().unwrap_or(TableFigures { rows: 0, bytes: 0 });
+            let mib = |bytes: i64| bytes as f64 / 1_048_576.0;
+            println!(
+                "  {name:<28} {:>10} {:>10} {:>10.2} {:>10.2}",
+                at_start.rows,
+                at_end.rows,
+                mib(at_start.bytes),
+                mib(at_end.bytes)
+            );
+            tables.insert(
+                name.clone(),
+                serde_json::json!({ "rows": [at_start.rows, at_end.rows], "bytes": [at_start.bytes, at_end.bytes] }),
+            );
+        }
+    }
+    serde_json::json!({
+        "intervals": intervals.iter().map(|i| i.json()).collect::<Vec<_>>(),
+        "windows": windows.iter().map(|(e, p, end)| serde_json::json!({ "end_s": end, "edits_per_sec": e, "p99_ms": p })).collect::<Vec<_>>(),
+        "last_to_first_edits_ratio": ratio,
+        "rss_mib": rss,
+        "tables": tables,
+    })
 }
 
 #[cfg(test)]

@@ -15,6 +15,7 @@
 //! the rows of every table), each table's rows and size at the start and the end, and the
 //! edits/s and p99 per 5-minute window with the targets of a steady state.
 
+use booking_tools::{soak, usage};
 use clap::Parser;
 use hdrhistogram::Histogram;
 use platform::proto::{
@@ -301,21 +302,21 @@ async fn main() -> anyhow::Result<()> {
         _ => None,
     };
     let tables_at_start = match &database {
-        Some(client) => Some(booking_tools::soak::tables(client).await?),
+        Some(client) => Some(soak::tables(client).await?),
         None => None,
     };
-    let rows_of = |tables: &BTreeMap<String, booking_tools::soak::TableFigures>| -> BTreeMap<String, i64> {
+    let rows_of = |tables: &BTreeMap<String, soak::TableFigures>| -> BTreeMap<String, i64> {
         tables.iter().map(|(name, figures)| (name.clone(), figures.rows)).collect()
     };
-    let mut intervals: Vec<booking_tools::soak::Interval> = Vec::new();
+    let mut intervals: Vec<soak::Interval> = Vec::new();
     let (mut interval_start, mut interval_edits, mut interval_errors) = (0.0, 0, 0);
 
     tokio::time::sleep(Duration::from_millis(300)).await;
     measuring.store(true, Ordering::Relaxed);
     let started = Instant::now();
     window.lock().unwrap_or_else(|e| e.into_inner()).reset();
-    let cpu_before = cpu_seconds_by_process();
-    warn_about_other_copies(&cpu_before);
+    let cpu_before = usage::cpu_seconds_by_process();
+    usage::warn_about_other_copies(&cpu_before);
     let mut last = 0;
     loop {
         let now = started.elapsed().as_secs_f64();
@@ -329,18 +330,18 @@ async fn main() -> anyhow::Result<()> {
             );
             let (edits, errors) = (counters.edits.load(Ordering::Relaxed), counters.errors.load(Ordering::Relaxed));
             let rows = match &database {
-                Some(client) => rows_of(&booking_tools::soak::tables(client).await?),
+                Some(client) => rows_of(&soak::tables(client).await?),
                 None => BTreeMap::new(),
             };
-            let interval = booking_tools::soak::Interval {
+            let interval = soak::Interval {
                 at_s: now,
                 seconds: now - interval_start,
                 edits: edits - interval_edits,
                 errors: errors - interval_errors,
                 latency,
-                rss_mib: booking_tools::soak::rss_now(),
+                rss_mib: usage::rss_now(),
                 rows,
-                load: booking_tools::soak::load_average(),
+                load: soak::load_average(),
             };
             eprintln!();
             eprintln!("booking-bench: interval {}", interval.json());
@@ -364,7 +365,7 @@ async fn main() -> anyhow::Result<()> {
         last = edits;
     }
     let measured = started.elapsed();
-    let cpu_after = cpu_seconds_by_process();
+    let cpu_after = usage::cpu_seconds_by_process();
     stop.store(true, Ordering::Relaxed);
     measuring.store(false, Ordering::Relaxed);
     for task in tasks {
@@ -373,7 +374,7 @@ async fn main() -> anyhow::Result<()> {
     let feed = watchers.finish().await;
     eprintln!();
     let tables_at_end = match &database {
-        Some(client) => Some(booking_tools::soak::tables(client).await?),
+        Some(client) => Some(soak::tables(client).await?),
         None => None,
     };
 
@@ -382,8 +383,8 @@ async fn main() -> anyhow::Result<()> {
     let inline_histogram = inline_histogram.lock().unwrap_or_else(|e| e.into_inner()).clone();
     let inline_ms = |q: f64| inline_histogram.value_at_quantile(q) as f64 / 1000.0;
     let edits = counters.edits.load(Ordering::Relaxed);
-    let rss = peak_rss_of_services();
-    let cpu = cpu_ms_per_edit(&cpu_before, &cpu_after, edits);
+    let rss = usage::peak_rss_of_services();
+    let cpu = usage::cpu_ms_per_edit(&cpu_before, &cpu_after, edits);
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let summary = serde_json::json!({
         "concurrency": clients,
@@ -458,83 +459,13 @@ async fn main() -> anyhow::Result<()> {
     }
     let mut summary = summary;
     if soak {
-        let soak = soak_report(&args, &intervals, tables_at_start.as_ref(), tables_at_end.as_ref());
+        let soak = soak::report(args.report_every, &intervals, tables_at_start.as_ref(), tables_at_end.as_ref());
         summary["soak"] = soak;
     }
     if args.json {
         println!("{summary}");
     }
     Ok(())
-}
-
-/// Prints a soak's figures (per 5-minute window, the tables at the start and the end, the
-/// services' memory) and the steady state's targets; returns them as JSON.
-fn soak_report(
-    args: &Args,
-    intervals: &[booking_tools::soak::Interval],
-    start: Option<&BTreeMap<String, booking_tools::soak::TableFigures>>,
-    end: Option<&BTreeMap<String, booking_tools::soak::TableFigures>>,
-) -> serde_json::Value {
-    let per_window = (300.0 / args.report_every.as_secs_f64().max(1.0)).round().max(1.0) as usize;
-    let windows = booking_tools::soak::windows(intervals, per_window);
-    println!("soak           {} intervals of {:?}", intervals.len(), args.report_every);
-    for (edits_per_sec, p99, end) in &windows {
-        println!("  window to {:>6.0}s  {:>7.1} edits/s  p99 {:>7.2} ms", end, edits_per_sec, p99);
-    }
-    // The last window may be short; the targets compare whole windows.
-    let whole: Vec<_> = windows.iter().take(intervals.len() / per_window).collect();
-    let ratio = match (whole.first(), whole.last()) {
-        (Some(first), Some(last)) if whole.len() > 1 && first.0 > 0.0 => Some(last.0 / first.0),
-        _ => None,
-    };
-    if let Some(ratio) = ratio {
-        let met = if ratio >= 0.9 { "met" } else { "not met" };
-        println!("  last window's edits/s / first's: {ratio:.3} (target >= 0.9: {met})");
-    }
-    let mut rss = serde_json::Map::new();
-    let peaks = booking_tools::soak::rss_peak();
-    if let (Some(first), Some(last)) = (intervals.get(per_window.saturating_sub(1)), intervals.last()) {
-        for (name, at_first) in &first.rss_mib {
-            let at_end = last.rss_mib.get(name).copied().unwrap_or(0.0);
-            let peak = peaks.get(name).copied().unwrap_or(0.0);
-            let change = if *at_first > 0.0 { at_end / at_first - 1.0 } else { 0.0 };
-            let met = if change.abs() <= 0.10 { "met" } else { "not met" };
-            println!(
-                "  RSS {name:<11} {at_first:.1} MiB after the first window, {at_end:.1} MiB at the end ({:+.1} %, target within 10 %: {met}), peak {peak:.1} MiB",
-                change * 100.0
-            );
-            rss.insert(
-                name.clone(),
-                serde_json::json!({ "after_first_window": at_first, "end": at_end, "peak": peak }),
-            );
-        }
-    }
-    let mut tables = serde_json::Map::new();
-    if let (Some(start), Some(end)) = (start, end) {
-        println!("  {:<28} {:>10} {:>10} {:>10} {:>10}", "table", "rows start", "rows end", "MiB start", "MiB end");
-        for (name, at_end) in end {
-            let at_start = start.get(name).cloned().unwrap_or(booking_tools::soak::TableFigures { rows: 0, bytes: 0 });
-            let mib = |bytes: i64| bytes as f64 / 1_048_576.0;
-            println!(
-                "  {name:<28} {:>10} {:>10} {:>10.2} {:>10.2}",
-                at_start.rows,
-                at_end.rows,
-                mib(at_start.bytes),
-                mib(at_end.bytes)
-            );
-            tables.insert(
-                name.clone(),
-                serde_json::json!({ "rows": [at_start.rows, at_end.rows], "bytes": [at_start.bytes, at_end.bytes] }),
-            );
-        }
-    }
-    serde_json::json!({
-        "intervals": intervals.iter().map(|i| i.json()).collect::<Vec<_>>(),
-        "windows": windows.iter().map(|(e, p, end)| serde_json::json!({ "end_s": end, "edits_per_sec": e, "p99_ms": p })).collect::<Vec<_>>(),
-        "last_to_first_edits_ratio": ratio,
-        "rss_mib": rss,
-        "tables": tables,
-    })
 }
 
 /// `--rate`: a positive number of edits per second.
@@ -548,105 +479,4 @@ fn positive_rate(value: &str) -> Result<f64, String> {
 /// A start time: `day` days since the epoch, `slot` quarter hours after midnight (UTC).
 fn at(day: i64, slot: i64) -> prost_types::Timestamp {
     prost_types::Timestamp { seconds: day * 86_400 + slot * 900, nanos: 0 }
-}
-
-/// Processes whose CPU time the benchmark reports: the local services, PostgreSQL's
-/// processes (every process named `postgres` on this machine) and the benchmark itself.
-const MEASURED: [&str; 5] = ["postgres", "booking-svc", "assign-svc", "notify-svc", "booking-bench"];
-
-/// CPU time (user + system) used so far by each measured process, in seconds, by pid, with
-/// the process's name (from `/proc/<pid>/stat`).
-fn cpu_seconds_by_process() -> BTreeMap<u32, (&'static str, f64)> {
-    // utime and stime count clock ticks of USER_HZ, which Linux fixes at 100 per second on
-    // x86-64 and arm64.
-    const TICKS_PER_SECOND: f64 = 100.0;
-    let mut usage = BTreeMap::new();
-    let Ok(entries) = std::fs::read_dir("/proc") else { return usage };
-    let me = std::process::id();
-    for entry in entries.flatten() {
-        let Some(pid) = entry.file_name().to_str().and_then(|name| name.parse::<u32>().ok()) else { continue };
-        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else { continue };
-        // The name is in parentheses and may itself hold spaces or parentheses.
-        let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else { continue };
-        let comm = if pid == me { "booking-bench" } else { &stat[open + 1..close] };
-        let Some(name) = MEASURED.iter().copied().find(|measured| *measured == comm) else { continue };
-        // After the name: state, ppid, pgrp, session, tty, tpgid, flags, 4 fault counts,
-        // then utime and stime.
-        let fields: Vec<&str> = stat[close + 1..].split_whitespace().collect();
-        let ticks = |index: usize| fields.get(index).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
-        usage.insert(pid, (name, (ticks(11) + ticks(12)) as f64 / TICKS_PER_SECOND));
-    }
-    usage
-}
-
-/// Says so when a service runs more than once on this machine (say, left over from another
-/// run): the CPU and RSS figures, read by process name, then cover every copy.
-fn warn_about_other_copies(usage: &BTreeMap<u32, (&'static str, f64)>) {
-    for name in ["booking-svc", "assign-svc", "notify-svc"] {
-        let copies = usage.values().filter(|(n, _)| *n == name).count();
-        if copies > 1 {
-            eprintln!(
-                "booking-bench: warning: {copies} {name} processes run here; CPU and RSS figures cover all of them"
-            );
-        }
-    }
-}
-
-/// CPU milliseconds per measured edit by process name, and their total, between two
-/// [`cpu_seconds_by_process`] readings. A process started in between counts whole; one
-/// that ended in between is missing (PostgreSQL's pooled backends and the services live
-/// through a run).
-fn cpu_ms_per_edit(
-    before: &BTreeMap<u32, (&'static str, f64)>,
-    after: &BTreeMap<u32, (&'static str, f64)>,
-    edits: u64,
-) -> serde_json::Value {
-    let mut by_name = serde_json::Map::new();
-    if edits == 0 {
-        return serde_json::Value::Object(by_name);
-    }
-    let mut total = 0.0;
-    for name in MEASURED {
-        let mut running = after.iter().filter(|(_, (n, _))| *n == name).peekable();
-        if running.peek().is_none() {
-            // Not a local process (e.g. a service on another machine): nothing to report.
-            continue;
-        }
-        let seconds = running.fold(0.0, |sum, (pid, (_, used))| {
-            sum + used - before.get(pid).filter(|(n, _)| *n == name).map_or(0.0, |(_, u)| *u)
-        });
-        let ms = seconds * 1000.0 / edits as f64;
-        total += ms;
-        by_name.insert(name.to_string(), serde_json::json!((ms * 1000.0).round() / 1000.0));
-    }
-    by_name.insert("total".to_string(), serde_json::json!((total * 1000.0).round() / 1000.0));
-    serde_json::Value::Object(by_name)
-}
-
-/// Peak resident set size (VmHWM) of every local booking-svc, assign-svc and notify-svc
-/// process, in MiB, by process name.
-fn peak_rss_of_services() -> serde_json::Value {
-    let mut peaks = serde_json::Map::new();
-    let Ok(entries) = std::fs::read_dir("/proc") else { return serde_json::Value::Object(peaks) };
-    for entry in entries.flatten() {
-        let path = entry.path();
-        let Ok(comm) = std::fs::read_to_string(path.join("comm")) else { continue };
-        let name = comm.trim();
-        if !matches!(name, "booking-svc" | "assign-svc" | "notify-svc") {
-            continue;
-        }
-        let Ok(status) = std::fs::read_to_string(path.join("status")) else { continue };
-        let kib = status
-            .lines()
-            .find(|line| line.starts_with("VmHWM:"))
-            .and_then(|line| line.split_whitespace().nth(1))
-            .and_then(|v| v.parse::<f64>().ok())
-            .unwrap_or(0.0);
-        let mib = (kib / 1024.0 * 10.0).round() / 10.0;
-        let previous = peaks.get(name).and_then(|v| v.as_f64()).unwrap_or(0.0);
-        if mib > previous {
-            peaks.insert(name.to_string(), serde_json::json!(mib));
-        }
-    }
-    serde_json::Value::Object(peaks)
 }

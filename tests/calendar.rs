@@ -19,12 +19,14 @@ use platform::{
 use serde_json::Value;
 use std::{
     path::PathBuf,
-    process::Command,
     time::{Duration, SystemTime},
 };
 use support::{
+    calendar::calendar_after,
+    db::TestDb,
     eventually, services,
     smtp::Mail,
+    smtp::SmtpSink,
     stack::{Options, RESTAURANT, Stack, create_request, edit_request, get_booking, slot},
 };
 use tonic::Code;
@@ -56,18 +58,6 @@ async fn get_profile(client: &mut Client) -> pb::Restaurant {
 /// The mails received about `booking`, in arrival order.
 fn mails_of(stack: &Stack, booking: &str) -> Vec<Mail> {
     stack.smtp.mails().into_iter().filter(|m| m.booking_id() == booking).collect()
-}
-
-/// Applies the invitations in `files` (emails), in that order, to an empty calendar.
-fn calendar_after(files: &[PathBuf]) -> Value {
-    let python = std::env::var("PYTHON").unwrap_or_else(|_| "python3".to_string());
-    let output = Command::new(python)
-        .arg(support::workspace_root().join("tests/support/calendar_store.py"))
-        .args(files)
-        .output()
-        .expect("run calendar_store.py (python3 with icalendar: pip install icalendar)");
-    assert!(output.status.success(), "calendar_store.py failed: {}", String::from_utf8_lossy(&output.stderr));
-    serde_json::from_slice(&output.stdout).expect("calendar_store.py prints JSON")
 }
 
 /// RFC 3339 in UTC as Python's `isoformat` writes it.
@@ -116,18 +106,17 @@ async fn invitations_of_create_edits_and_cancel_leave_one_cancelled_event_in_any
     stack.wait_for_mail(&id, "MODIFICATION_CONFIRMED", 2).await;
 
     // Edit 2: into the full 19:00 slot, pending; confirmed in the background once the
-    // holder cancels. A second apart, so each email of version 3 has a later DTSTAMP.
+    // holder cancels; then cancelled. No pause between them: the three emails of version 3
+    // may be requested within one second, and their DTSTAMPs are still ordered.
     let mut edit = edit_request(&id);
     edit.start_time = Some(timestamp(slot(1, 19)));
     let pending = client.edit_booking(edit).await.expect("edit 2").into_inner();
     assert_eq!(pending.outcome, pb::Outcome::Pending as i32);
     stack.wait_for_mail(&id, "MODIFICATION_REQUESTED", 3).await;
-    tokio::time::sleep(Duration::from_millis(1100)).await;
     let freed = pb::CancelBookingRequest { booking_id: holder.id.clone(), ..Default::default() };
     client.cancel_booking(freed).await.expect("cancel holder");
     wait_status(&mut client, &id, pb::BookingStatus::Confirmed, 3).await;
     stack.wait_for_mail(&id, "MODIFICATION_CONFIRMED", 3).await;
-    tokio::time::sleep(Duration::from_millis(1100)).await;
     let cancel = pb::CancelBookingRequest { booking_id: id.clone(), ..Default::default() };
     client.cancel_booking(cancel).await.expect("cancel");
     stack.wait_for_mail(&id, "BOOKING_CANCELLED", 3).await;
@@ -334,4 +323,92 @@ async fn a_booking_across_the_night_paris_springs_forward_ends_in_summer_time() 
     assert_eq!(invitation["dtend_utc"], invitation["dtend_utc_by_vtimezone"], "{invitation}");
     let text = invitation["mail_text"].as_str().expect("text body").replace("\r\n", "\n");
     assert!(text.contains(" 01:30 CET\n") && text.contains("Ends:       04:00 CEST\n"), "{text}");
+}
+
+/// The emails of one version can be requested in any order: the outbox retries a pending
+/// email that failed with a backoff, so its confirmation (queued later, not yet failed) can
+/// reach notify-svc first; or the outbox sends both within one second. Whatever the order
+/// of the requests and of the arrivals, the calendar ends on the version's newest state.
+#[tokio::test]
+async fn the_emails_of_one_version_end_on_its_newest_state_whatever_order_they_are_requested_in() {
+    use platform::proto::notify::v1::{self as npb, NotificationKind as Kind};
+
+    let db = TestDb::new().await;
+    let smtp = SmtpSink::start().await;
+    let mut settings = notify_svc::Settings::for_database(&db.url);
+    settings.smtp_url = Some(smtp.url());
+    let notify = services::notify_with(settings).await;
+    let mut client = services::notify_client(&notify.url);
+    let request = |booking: &str, kind: Kind| npb::SendOnceRequest {
+        booking_id: booking.to_string(),
+        kind: kind.into(),
+        version: 2,
+        recipient: Some(npb::Recipient { email: "ada@example.com".to_string(), name: "Ada".to_string() }),
+        details: Some(npb::Details {
+            restaurant_name: "Chez Test".to_string(),
+            start_time: Some(prost_types::Timestamp { seconds: 1_798_140_600, nanos: 0 }),
+            duration: Some(prost_types::Duration { seconds: 5400, nanos: 0 }),
+            party_size: 4,
+            ..Default::default()
+        }),
+        suppress: false,
+    };
+
+    // Each booking's emails of version 2, requested back to back in the order given.
+    let cases = [
+        ("confirmation first", vec![Kind::ModificationConfirmed, Kind::ModificationRequested], "CONFIRMED"),
+        ("in order", vec![Kind::ModificationRequested, Kind::ModificationConfirmed], "CONFIRMED"),
+        (
+            "cancellation first",
+            vec![Kind::BookingCancelled, Kind::ModificationRequested, Kind::ModificationConfirmed],
+            "CANCELLED",
+        ),
+        (
+            "all at once",
+            vec![Kind::ModificationRequested, Kind::ModificationConfirmed, Kind::BookingCancelled],
+            "CANCELLED",
+        ),
+    ];
+    let mut bookings = Vec::new();
+    for (case, kinds, _) in &cases {
+        let booking = uuid::Uuid::new_v4().to_string();
+        for kind in kinds {
+            let sent = client.send_once(request(&booking, *kind)).await.expect("SendOnce").into_inner();
+            assert!(sent.delivery.is_some(), "{case}: {kind:?} recorded");
+        }
+        bookings.push(booking);
+    }
+    for ((case, kinds, newest), booking) in cases.iter().zip(&bookings) {
+        let mails = eventually(Duration::from_secs(20), &format!("{case}: every email at the server"), || async {
+            let mails: Vec<Mail> = smtp.mails().into_iter().filter(|m| &m.booking_id() == booking).collect();
+            (mails.len() == kinds.len()).then_some(mails)
+        })
+        .await;
+        let files: Vec<PathBuf> = mails.iter().map(|m| m.file.clone()).collect();
+        let uid = format!("{booking}@booking-platform");
+        // Every order the emails could arrive in.
+        for arrival in permutations(&files) {
+            let calendar = calendar_after(&arrival);
+            let event = &calendar["events"][&uid];
+            assert_eq!(event["sequence"], 2, "{case}: {calendar}");
+            assert_eq!(event["status"], *newest, "{case}, arriving as {arrival:?}: {calendar}");
+        }
+    }
+}
+
+/// Every order of `items`.
+fn permutations(items: &[PathBuf]) -> Vec<Vec<PathBuf>> {
+    if items.len() <= 1 {
+        return vec![items.to_vec()];
+    }
+    let mut all = Vec::new();
+    for (i, first) in items.iter().enumerate() {
+        let mut rest = items.to_vec();
+        rest.remove(i);
+        for mut tail in permutations(&rest) {
+            tail.insert(0, first.clone());
+            all.push(tail);
+        }
+    }
+    all
 }

@@ -7,8 +7,8 @@
 //! `multipart/alternative` body, as iMIP (RFC 6047) and the common calendar clients
 //! expect it.
 //!
-//! Pure and deterministic: it never sends, never reads the clock (the `Date` and the
-//! invitation's `DTSTAMP` are the time the key was first requested), never touches the
+//! Pure and deterministic: it never sends, never reads the clock (the `Date` is the time the key was
+//! first requested, the invitation's `DTSTAMP` the stamp the ledger fixed then), never touches the
 //! ledger, and derives the MIME boundary from the key, so a retry sends the same bytes.
 
 use crate::{
@@ -131,7 +131,7 @@ impl Composer {
             details: &delivery.details,
             organizer: (self.from.email.as_ref(), self.from.name.as_deref()),
             attendee: &delivery.recipient,
-            stamp: delivery.requested_at,
+            stamp: delivery.stamp,
         });
         let method = Method::of(key.kind).as_str();
         let calendar_type = ContentType::parse(&format!("text/calendar; charset=utf-8; method={method}"))
@@ -251,6 +251,7 @@ mod tests {
             message_id: key.message_id(),
             attempts: 1,
             requested_at: UNIX_EPOCH + Duration::from_secs(1_790_000_000),
+            stamp: UNIX_EPOCH + Duration::from_secs(1_790_000_001),
             sent_at: None,
             last_error: None,
             next_attempt_at: None,

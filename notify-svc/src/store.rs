@@ -41,7 +41,7 @@ pub const CHANNEL: &str = "notify_deliveries";
 macro_rules! columns {
     () => {
         "booking_id, kind, version, recipient_email, recipient_name, details, state, message_id, attempts, \
-         requested_at, sent_at, last_error, next_attempt_at"
+         requested_at, stamp, sent_at, last_error, next_attempt_at"
     };
 }
 
@@ -77,10 +77,21 @@ pub async fn record(client: &Client, request: &SendRequest, lease: Duration) -> 
         .prepare_cached(concat!(
             "WITH inserted AS (",
             " INSERT INTO notify.deliveries (booking_id, kind, version, recipient_email, recipient_name, details,",
-            "  state, message_id, attempts, next_attempt_at, locked_until)",
+            "  state, message_id, attempts, next_attempt_at, locked_until, stamp)",
             " VALUES ($1, $2, $3, $4, $5, $6, $7::text, $8, $9,",
             "  CASE WHEN $7::text = 'QUEUED' THEN now() END,",
-            "  CASE WHEN $7::text = 'QUEUED' THEN now() + $10::int8 * interval '1 millisecond' END)",
+            "  CASE WHEN $7::text = 'QUEUED' THEN now() + $10::int8 * interval '1 millisecond' END,",
+            // The invitation's DTSTAMP: now, a second later per rank, and at least a
+            // second after (before) every invitation of this version of a lower (higher)
+            // rank already recorded, so that a calendar ends on the newest state whatever
+            // order the kinds of one version are requested and arrive in.
+            "  (SELECT LEAST(GREATEST(",
+            "     date_trunc('second', now()) + notify.invitation_rank($2) * interval '1 second',",
+            "     max(d.stamp) FILTER (WHERE notify.invitation_rank(d.kind) < notify.invitation_rank($2))",
+            "       + interval '1 second'),",
+            "     min(d.stamp) FILTER (WHERE notify.invitation_rank(d.kind) > notify.invitation_rank($2))",
+            "       - interval '1 second')",
+            "   FROM notify.deliveries d WHERE d.booking_id = $1 AND d.version = $3))",
             " ON CONFLICT (booking_id, kind, version) DO NOTHING",
             " RETURNING ",
             columns!(),
@@ -280,6 +291,7 @@ fn delivery(row: &Row) -> Result<Delivery, Error> {
         message_id: row.try_get("message_id")?,
         attempts: u32::try_from(attempts).unwrap_or(0),
         requested_at: row.try_get("requested_at")?,
+        stamp: row.try_get("stamp")?,
         sent_at: row.try_get("sent_at")?,
         last_error: row.try_get("last_error")?,
         next_attempt_at: row.try_get("next_attempt_at")?,

@@ -5,6 +5,7 @@
 
 #![allow(dead_code)]
 
+pub mod calendar;
 pub mod db;
 pub mod grpcurl;
 pub mod otlp;

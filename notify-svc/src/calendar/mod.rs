@@ -5,8 +5,9 @@
 //! `CONFIRMED`), the cancellation `METHOD:CANCEL` (`STATUS:CANCELLED`). The event's `UID`
 //! is the booking's (`{booking_id}@booking-platform`) and its `SEQUENCE` the booking's
 //! version, so a calendar keeps one event, updated in place by the newest version; within
-//! one version the later `DTSTAMP` (when the email was first requested) wins, as RFC 5546
-//! orders messages of equal sequence.
+//! one version the later `DTSTAMP` wins, as RFC 5546 orders messages of equal sequence.
+//! The ledger fixes each stamp when the key is first recorded so that, within a version,
+//! pending < confirmed < cancelled whatever order the emails were requested in.
 //!
 //! Times are the restaurant's wall clock with its `TZID`, described by a `VTIMEZONE` built
 //! from the tz database's transitions around the event (the one in force at its start and

@@ -62,6 +62,10 @@ pub struct Delivery {
     pub attempts: u32,
     /// When the first SendOnce for the key arrived.
     pub requested_at: SystemTime,
+    /// The `DTSTAMP` of its calendar invitation, in whole seconds: fixed when the key was
+    /// first recorded, and within one booking version ordered by kind (pending, then
+    /// confirmed, then cancelled), whatever order the kinds were requested in.
+    pub stamp: SystemTime,
     /// When the mail server accepted it.
     pub sent_at: Option<SystemTime>,
     /// Why the last attempt failed, if it did.

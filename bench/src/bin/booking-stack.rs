@@ -71,7 +71,8 @@ struct Args {
     #[arg(long, env = "TRUST_DOMAIN", default_value = DEFAULT_TRUST_DOMAIN)]
     trust_domain: String,
     /// Always start a private cluster, configured as in production (fsync, synchronous
-    /// commit, full-page writes and autovacuum on), whether DATABASE_URL answers or not.
+    /// commit, full-page writes and autovacuum on, 2 GB of shared buffers, checkpoints every
+    /// 15 min or 8 GB of WAL), whether DATABASE_URL answers or not.
     #[arg(long)]
     durable_private_pg: bool,
 }
